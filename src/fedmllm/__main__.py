@@ -1,0 +1,5 @@
+import sys
+
+from fedmllm.cli import main
+
+sys.exit(main())

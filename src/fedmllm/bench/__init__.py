@@ -1,0 +1,1 @@
+"""Benchmark matrices, result tables and plots."""

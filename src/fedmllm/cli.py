@@ -1,0 +1,149 @@
+"""The `fedmllm` command. `fedmllm run --help` lists every config field with its default."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from fedmllm import __version__
+from fedmllm.config import RunConfig, load
+from fedmllm.errors import FedmllmError
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field; unset flags stay None so file values are not overridden."""
+    group = parser.add_argument_group("run config (also settable in a TOML/YAML file)")
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        if f.type in (bool, "bool"):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            group.add_argument(
+                flag, type=kind, default=None, choices=f.metadata["choices"], help=help_text, metavar=f.name.upper()
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedmllm", description="Federated LoRA fine-tuning of multimodal LLMs.")
+    parser.add_argument("--version", action="version", version=f"fedmllm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run one federated fine-tuning (the embedded CPU default with no arguments)",
+        description="Run one federated fine-tuning. Precedence: defaults < --config file < flags.",
+    )
+    run.add_argument("--config", type=Path, help="a TOML or YAML file of config keys")
+    run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's own logs")
+    add_config_flags(run)
+    return parser
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # Flower's state store, at import
+        # environment variables reach the Ray actor processes too
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def quiet_flower(verbose: bool) -> None:
+    """Flower sets its logger to DEBUG when imported; keep its warnings and errors only, printed
+    once by Flower's own handler."""
+    if verbose:
+        return
+    for name in ("flwr", "ray", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    flwr_log = logging.getLogger("flwr")
+    flwr_log.propagate = False
+    # `run_simulation` is deprecated in favour of `flwr run`, which `fedmllm run` deliberately
+    # does not use (it needs a SuperLink process per run); `flwr run .` is supported beside it.
+    flwr_log.addFilter(lambda record: "`run_simulation` function is deprecated" not in record.getMessage())
+
+
+def print_round(row: dict[str, Any], rounds: int) -> None:
+    if row["round"] == 0:
+        print(f"zero-shot       | {format_metrics(row)}", flush=True)
+        return
+    mb = (row["bytes_sent"] + row["bytes_received"]) / 1e6
+    print(
+        f"round {row['round']:>3}/{rounds} | clients {row['clients']} | loss {row['train_loss']:.4f} | "
+        f"{format_metrics(row)} | {row['seconds']:.1f} s | {mb:.2f} MB",
+        flush=True,
+    )
+
+
+def format_metrics(row: dict[str, Any]) -> str:
+    return " ".join(f"{k} {row[k]:.3f}" for k in ("auc", "accuracy") if k in row)
+
+
+def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="full-modality test set")
+    table.add_column("model")
+    metrics = [m for m in ("auc", "accuracy", "macro_f1", "gen_accuracy", "gen_parse_failure") if m in summary["final"]]
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for label, key in (("zero-shot", "zero_shot"), (f"federated ({summary['rounds']} rounds)", "final")):
+        table.add_row(label, *(f"{summary[key].get(m, float('nan')):.3f}" for m in metrics))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"run folder: {run_dir}  ({summary['seconds']:.0f} s, "
+        f"{summary['seconds_per_round']:.1f} s/round, {summary['bytes_per_round'] / 1e6:.2f} MB/round)"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from fedmllm.engine.simulation import simulate
+    from fedmllm.run import create_run_dir, preflight
+
+    quiet_flower(args.verbose)
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
+    cfg = load(args.config, overrides)
+    preflight(cfg)
+    run_dir = create_run_dir(cfg)
+    print(
+        f"fedmllm {__version__}: {cfg.algorithm} on {cfg.dataset} with model '{cfg.model}', "
+        f"{cfg.num_clients} clients, {cfg.rounds} rounds -> {run_dir}",
+        flush=True,
+    )
+    try:
+        summary = simulate(cfg, run_dir, report=lambda row: print_round(row, cfg.rounds))
+    except FedmllmError:
+        # the folder holds only what this run derived; remove it so a rerun starts clean
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    print_summary(summary, run_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    try:
+        {"run": cmd_run}[args.command](args)
+    except FedmllmError as e:
+        print(f"fedmllm: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""RunConfig: every setting of a run, typed, validated once, flowing down from the CLI.
+
+One flat frozen dataclass, because Flower's run config is a flat key/value map and the CLI's
+flags are too: each field is `--field-name` on the command line, `field_name` in a TOML/YAML
+file, and `field-name` in `[tool.flwr.app.config]`. Defaults are the embedded CPU default
+(tiny model, synthetic Hateful Memes); the paper's value is given in the help where it differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from fedmllm.errors import FedmllmError
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # model
+    model: str = _f("tiny", "'tiny' (built-in, CPU), a Hugging Face hub id, or a local model folder")
+    trust_remote_code: bool = _f(False, "allow custom model code from the checkpoint (off by default)")
+    device: str = _f("auto", "'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...")
+    dtype: str = _f("auto", "compute dtype", ("auto", "float32", "bfloat16", "float16"))
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: int = _f(8, "LoRA alpha")
+    lora_dropout: float = _f(0.05, "LoRA dropout")
+    # data
+    dataset: str = _f("hateful_memes", "dataset name", ("hateful_memes",))
+    data_dir: str = _f("", "folder of the dataset as published; empty = offline synthetic twin")
+    synthetic_train: int = _f(1000, "training samples of the synthetic twin")
+    synthetic_test: int = _f(200, "test samples of the synthetic twin")
+    # heterogeneity scenario
+    num_clients: int = _f(10, "number of clients")
+    dirichlet_alpha: float = _f(0.5, "Dirichlet label-skew concentration (lower = more skewed)")
+    scenario: str = _f("missing", "modality scenario", ("none", "missing"))
+    missing_rate: float = _f(0.3, "missing scenario: per-sample chance to lose the image, and the text")
+    prompt_augmentation: bool = _f(False, "one modality-agnostic prompt for every sample (paper's strategy 1)")
+    # federation
+    algorithm: str = _f("fedavg", "FL algorithm", ("fedavg",))
+    rounds: int = _f(20, "federated rounds (paper: 25 Hateful Memes, 40 CrisisMMD, 50 medical)")
+    clients_per_round: int = _f(3, "clients sampled per round (paper: 2 of 10)")
+    local_steps: int = _f(0, "local optimiser steps per round; 0 = one local epoch")
+    batch_size: int = _f(8, "local batch size (paper: effective 4)")
+    lr: float = _f(1e-3, "client AdamW peak learning rate (paper: 2e-5 for real checkpoints)")
+    warmup: float = _f(0.01, "fraction of rounds of linear warm-up before the cosine decay")
+    client_cpus: float = _f(1.0, "CPU cores reserved per simulated client (Ray actor)")
+    client_gpus: float = _f(0.0, "GPUs reserved per simulated client (e.g. 0.5 shares one GPU by two)")
+    # evaluation and output
+    eval_every: int = _f(1, "evaluate the global model every N rounds (the last round always)")
+    eval_batch_size: int = _f(32, "evaluation batch size")
+    generate_eval: bool = _f(True, "also score by greedy generation + option-letter parsing (zero-shot and final)")
+    seed: int = _f(0, "seed of data, partition, sampling and training")
+    out: str = _f("", "run folder; empty = runs/<timestamp>")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["choices"] and value not in f.metadata["choices"]:
+                raise FedmllmError(f"config key '{f.name}': '{value}' is not one of {list(f.metadata['choices'])}")
+        positive = ("num_clients", "rounds", "clients_per_round", "batch_size", "eval_every", "lora_r")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise FedmllmError(f"config key '{name}': must be at least 1, got {getattr(self, name)}")
+        if self.clients_per_round > self.num_clients:
+            raise FedmllmError(
+                f"config key 'clients_per_round': {self.clients_per_round} > num_clients {self.num_clients}"
+            )
+        for name in ("missing_rate", "warmup", "lora_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise FedmllmError(f"config key '{name}': must be in [0, 1], got {getattr(self, name)}")
+        if self.dirichlet_alpha <= 0 or self.lr <= 0:
+            raise FedmllmError("config keys 'dirichlet_alpha' and 'lr' must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return from_dict({**self.to_dict(), **changes}, "override")
+
+
+TYPES = {f.name: type(f.default) for f in fields(RunConfig)}
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """Check a value's type against the field's (ints are accepted where floats are)."""
+    expected = TYPES[key]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise FedmllmError(
+            f"{source}: config key '{key}' should be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def from_dict(values: dict[str, Any], source: str) -> RunConfig:
+    """Build a RunConfig from a flat mapping; `source` names where it came from, for errors.
+    Keys may use hyphens (Flower's convention) or underscores."""
+    clean = {}
+    for raw_key, value in values.items():
+        key = raw_key.replace("-", "_")
+        if key not in TYPES:
+            raise FedmllmError(f"{source}: unknown config key '{raw_key}'")
+        clean[key] = coerce(key, value, source)
+    return RunConfig(**clean)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """A TOML or YAML config file as a flat mapping (a [fedmllm] table is also accepted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FedmllmError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise FedmllmError(f"{path}: config files must end in .toml, .yaml or .yml")
+    except tomllib.TOMLDecodeError as e:
+        raise FedmllmError(f"{path}: invalid TOML ({e})") from None
+    except Exception as e:  # yaml.YAMLError; yaml is imported lazily
+        if type(e).__module__.startswith("yaml"):
+            raise FedmllmError(f"{path}: invalid YAML ({e})") from None
+        raise
+    if not isinstance(data, dict):
+        raise FedmllmError(f"{path}: expected a mapping of config keys")
+    return data.get("fedmllm", data)
+
+
+def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then the file (if any), then command-line overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = from_dict(read_file(path), str(path)).to_dict()  # errors name the file
+    values.update(overrides or {})
+    return from_dict(values, "command line")

@@ -1,0 +1,40 @@
+"""Reading JSON files with errors that point at the file and line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fedmllm.errors import FedmllmError, where
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; stop on the first malformed one."""
+    if not path.is_file():
+        raise FedmllmError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FedmllmError(f"{where(path, number)}: invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise FedmllmError(f"{where(path, number)}: expected a JSON object")
+            yield number, obj
+
+
+def require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], loc: str) -> Any:
+    """obj[key], checked for presence and type, or an error naming the location and key."""
+    if key not in obj:
+        raise FedmllmError(f"{loc}: missing field '{key}'")
+    value = obj[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int in Python; a JSON `true` is never a valid id or label
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise FedmllmError(f"{loc}: field '{key}' should be {names}, got {type(value).__name__}")
+    return value

@@ -1,0 +1,51 @@
+"""Datasets by plain name. Adding one is a loader module plus one line in DATASETS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedmllm.data import hateful_memes
+from fedmllm.data.sample import Sample
+from fedmllm.data.synthetic import memes
+from fedmllm.errors import FedmllmError
+from fedmllm.paths import cache_dir
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    load: Callable[[Path, str], list[Sample]]  # (folder, split) -> samples
+    write_synthetic: Callable[..., Path]  # (folder, sizes, seed) -> folder
+    required_file: str  # a file every real copy has, checked before loading
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "hateful_memes": DatasetSpec(hateful_memes.load, memes.write, "train.jsonl"),
+}
+
+
+def get(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise FedmllmError(f"unknown dataset '{name}' (choose from {sorted(DATASETS)})")
+    return DATASETS[name]
+
+
+def resolve_folder(name: str, data_dir: str, sizes: dict[str, int], seed: int) -> Path:
+    """The user's folder as given, or the synthetic twin (generated on first use) when empty."""
+    spec = get(name)
+    if data_dir:
+        folder = Path(data_dir).expanduser()
+        if not (folder / spec.required_file).is_file():
+            raise FedmllmError(f"{folder}: not a {name} folder ({spec.required_file} not found)")
+        return folder
+    tag = "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
+    folder = cache_dir() / "data" / f"synthetic-{name}-{tag}-seed{seed}"
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        spec.write_synthetic(folder, sizes, seed)
+    return folder
+
+
+def load_split(name: str, folder: Path, split: str) -> list[Sample]:
+    return get(name).load(folder, split)

@@ -1,0 +1,1 @@
+"""Offline generators that write the published layouts of the benchmark's datasets."""

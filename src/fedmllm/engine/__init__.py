@@ -1,0 +1,1 @@
+"""Flower apps. Only this package imports flwr: it converts tensors <-> records and moves messages."""

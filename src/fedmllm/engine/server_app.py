@@ -1,0 +1,83 @@
+"""The ServerApp: samples clients, sends them the global adapter, collects their updates.
+
+The round loop itself is the recipe in `fedmllm.run`; `FlowerTransport` is how it reaches the
+clients. `app` is what `flwr run .` starts, configured by `[tool.flwr.app.config]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from fedmllm.engine.records import from_arrays, run_config, to_arrays, to_config
+from fedmllm.errors import FedmllmError
+from fedmllm.fl import rules
+from fedmllm.run import ClientUpdate, RoundResult, create_run_dir, federate
+
+log = logging.getLogger(__name__)
+
+
+class FlowerTransport:
+    """The recipe's view of a Flower Grid."""
+
+    def __init__(self, grid: Grid, wait_for_nodes: float = 120.0) -> None:
+        self.grid = grid
+        self.wait_for_nodes = wait_for_nodes
+
+    def partitions(self, run: dict[str, Any]) -> dict[int, int]:
+        deadline = time.monotonic() + self.wait_for_nodes
+        nodes = list(self.grid.get_node_ids())
+        while len(nodes) < run["num_clients"] and time.monotonic() < deadline:
+            time.sleep(1.0)  # SuperNodes of a deployment connect over time
+            nodes = list(self.grid.get_node_ids())
+        messages = [
+            Message(RecordDict({"run": to_config(run)}), dst_node_id=node, message_type=MessageType.QUERY)
+            for node in nodes
+        ]
+        found = {}
+        for reply in self.grid.send_and_receive(messages):
+            if reply.has_error():
+                raise FedmllmError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
+            found[int(reply.content["info"]["partition-id"])] = reply.metadata.src_node_id
+        return found
+
+    def train(self, nodes: list[int], params: rules.Params, run: dict[str, Any], rnd: dict[str, Any]) -> RoundResult:
+        arrays = to_arrays(params)
+        content = {"run": to_config(run), "round": to_config(rnd)}
+        messages = [
+            Message(RecordDict({"arrays": arrays, **content}), dst_node_id=node, message_type=MessageType.TRAIN)
+            for node in nodes
+        ]
+        result = RoundResult(updates=[], bytes_sent=arrays.count_bytes() * len(nodes))
+        for reply in self.grid.send_and_receive(messages):
+            if reply.has_error():
+                result.failures.append(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
+                continue
+            metrics = reply.content["metrics"]
+            result.bytes_received += reply.content["arrays"].count_bytes()
+            result.updates.append(
+                ClientUpdate(
+                    partition=int(metrics["partition-id"]),
+                    params=from_arrays(reply.content["arrays"]),
+                    num_samples=int(metrics["num-examples"]),
+                    loss=float(metrics["train-loss"]),
+                    model_loads=int(metrics["model-loads"]),
+                )
+            )
+        result.updates.sort(key=lambda u: u.partition)  # replies arrive in any order
+        for failure in result.failures:
+            log.warning("round %s: %s", rnd["round"], failure)
+        return result
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    cfg = run_config(context.run_config, "[tool.flwr.app.config]")
+    federate(cfg, create_run_dir(cfg), FlowerTransport(grid))

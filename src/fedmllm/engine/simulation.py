@@ -1,0 +1,49 @@
+"""`fedmllm run`: the same ServerApp/ClientApp on Flower's Simulation Engine, in-process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.simulation import run_simulation
+
+from fedmllm.config import RunConfig
+from fedmllm.engine.client_app import app as client_app
+from fedmllm.engine.server_app import FlowerTransport
+from fedmllm.run import federate
+
+
+def simulate(cfg: RunConfig, run_dir: Path, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the federation with one simulated SuperNode per client; returns the run summary.
+
+    `run_simulation` hands the ServerApp an empty run config, so the app built here closes over
+    `cfg`. An error inside the ServerApp is carried out and raised here, where the CLI reports it.
+    """
+    outcome: dict[str, Any] = {}
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid), report)
+        except BaseException as e:
+            outcome["error"] = e
+            raise
+
+    resources = {"num_cpus": cfg.client_cpus, "num_gpus": cfg.client_gpus}
+    run_simulation(
+        server_app=server,
+        client_app=client_app,
+        num_supernodes=cfg.num_clients,
+        backend_config={"client_resources": resources},
+        verbose_logging=logging.getLogger("flwr").isEnabledFor(logging.DEBUG),
+    )
+    if "error" in outcome:
+        raise outcome["error"]
+    if "summary" not in outcome:
+        raise RuntimeError("the simulation ended without running the ServerApp")
+    return outcome["summary"]

@@ -1,0 +1,1 @@
+"""Federated learning: server update rules (pure functions), the client's local loop, server state."""

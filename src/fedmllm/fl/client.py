@@ -1,0 +1,76 @@
+"""The client's local optimisation: a bare loop over the process-wide PEFT model.
+
+A fresh AdamW per client update, K steps, then the trainable tensors are read back. (A new
+`transformers.Trainer` per client per round costs a fixed ~0.3 s of bookkeeping each time; the
+bare loop reaches the same weights.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from fedmllm.data.batching import batches
+from fedmllm.data.sample import Sample
+from fedmllm.model.collate import collate, encode
+
+if TYPE_CHECKING:
+    from fedmllm.model.load import Session
+from fedmllm.scenarios.prompts import target_text
+
+# extra loss term on the current model (FedProx, adaptive regularisation); None for FedAvg
+Regularizer = Callable[[torch.nn.Module], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    loss: float  # mean training loss over the local steps
+    steps: int
+    num_samples: int
+
+
+def local_steps(num_samples: int, batch_size: int, steps: int) -> int:
+    """`steps` if set, else one epoch."""
+    return steps if steps > 0 else max(1, -(-num_samples // batch_size))
+
+
+def train(
+    sess: Session,
+    samples: list[Sample],
+    *,
+    lr: float,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    agnostic: bool = False,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    regularizer: Regularizer | None = None,
+) -> LocalResult:
+    model, processor = sess.model, sess.processor
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    pad_id = processor.tokenizer.pad_token_id
+    model.train()
+    torch.manual_seed(seed)  # LoRA dropout
+    n_steps = local_steps(len(samples), batch_size, steps)
+    total = 0.0
+    stream = batches(samples, batch_size, seed)
+    for _ in range(n_steps):
+        chunk = next(stream)
+        batch = collate([encode(processor, s, target_text(s), agnostic) for s in chunk], pad_id)
+        batch = {k: v.to(sess.device) for k, v in batch.items()}
+        loss = model(**batch).loss
+        if regularizer is not None:
+            loss = loss + regularizer(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        total += loss.item()
+    model.eval()
+    return LocalResult(loss=total / n_steps, steps=n_steps, num_samples=len(samples))

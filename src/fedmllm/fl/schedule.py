@@ -1,0 +1,15 @@
+"""The clients' learning rate per round: linear warm-up, then cosine decay over the rounds."""
+
+from __future__ import annotations
+
+import math
+
+
+def cosine_lr(round_index: int, rounds: int, base_lr: float, warmup: float = 0.01) -> float:
+    """Learning rate of 0-based `round_index` of `rounds`; `warmup` is a fraction of the rounds
+    (the paper's 1% rounds to zero warm-up rounds for short runs)."""
+    warm = round(warmup * rounds)
+    if round_index < warm:
+        return base_lr * (round_index + 1) / warm
+    progress = (round_index - warm) / max(1, rounds - warm)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,1 @@
+"""Models: loading any image-text-to-text checkpoint with LoRA, and the built-in tiny model."""

@@ -1,0 +1,91 @@
+"""Samples -> model inputs: mixed image/no-image batches with an answer-only loss mask.
+
+Each sample is encoded alone through the processor's chat template (so every family's image
+tokens come out right), then padded into a batch. Image tensors are concatenated over the samples
+that have an image; samples without one simply carry no image tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from fedmllm.data.sample import Sample
+from fedmllm.errors import FedmllmError
+from fedmllm.scenarios.prompts import user_text
+
+IGNORE = -100
+TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+
+
+@dataclass
+class Encoded:
+    """One sample's tensors: per-token rows (1-D) and image tensors (batch dim of 1, or absent)."""
+
+    tokens: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    images: dict[str, torch.Tensor]
+
+
+def open_image(sample: Sample) -> Image.Image:
+    try:
+        with Image.open(sample.image) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise FedmllmError(f"{sample.image}: cannot read image of sample {sample.id} ({e})") from None
+
+
+def prompt_text(processor: object, sample: Sample, agnostic: bool) -> str:
+    content = [{"type": "image"}] if sample.image is not None else []
+    content.append({"type": "text", "text": user_text(sample, agnostic)})
+    messages = [{"role": "user", "content": content}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def encode(processor: object, sample: Sample, target: str | None, agnostic: bool = False) -> Encoded:
+    """Tokenise the prompt and, if given, the target. They are encoded separately and joined
+    so that BPE cannot merge tokens across the boundary and misplace the loss mask."""
+    images = [open_image(sample)] if sample.image is not None else None
+    enc = processor(text=[prompt_text(processor, sample, agnostic)], images=images, return_tensors="pt")
+    tokens = {k: enc[k][0] for k in TOKEN_KEYS if k in enc}
+    image_tensors = {k: v for k, v in enc.items() if k not in TOKEN_KEYS}
+    n_prompt = tokens["input_ids"].shape[0]
+    labels = torch.full((n_prompt,), IGNORE, dtype=torch.long)
+    if target is not None:
+        tok = processor.tokenizer
+        answer = tok(" " + target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        answer = torch.tensor(answer, dtype=torch.long)
+        for key, row in tokens.items():
+            fill = answer if key == "input_ids" else torch.full_like(answer, 1 if key == "attention_mask" else 0)
+            tokens[key] = torch.cat([row, fill.to(row.dtype)])
+        labels = torch.cat([labels, answer])
+    return Encoded(tokens, labels, image_tensors)
+
+
+def collate(items: list[Encoded], pad_id: int, left_pad: bool = False) -> dict[str, torch.Tensor]:
+    """Pad token rows to one length (left for generation) and concatenate image tensors."""
+    length = max(e.labels.shape[0] for e in items)
+    batch: dict[str, torch.Tensor] = {}
+    pads = {"input_ids": pad_id, "labels": IGNORE}
+    for key in [*items[0].tokens, "labels"]:
+        rows = [e.labels if key == "labels" else e.tokens[key] for e in items]
+        batch[key] = torch.stack([_pad(r, length, pads.get(key, 0), left_pad) for r in rows])
+    for key in {k for e in items for k in e.images}:
+        batch[key] = _concat([e.images[key] for e in items if key in e.images])
+    return batch
+
+
+def _pad(row: torch.Tensor, length: int, value: int, left: bool) -> torch.Tensor:
+    fill = torch.full((length - row.shape[0],), value, dtype=row.dtype)
+    return torch.cat([fill, row] if left else [row, fill])
+
+
+def _concat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along dim 0; pad dim 1 with zeros where families tile images into a varying
+    number of crops (Idefics3 treats all-zero crops as padding)."""
+    if tensors[0].dim() > 2 and len({t.shape[1] for t in tensors}) > 1:
+        most = max(t.shape[1] for t in tensors)
+        tensors = [torch.cat([t, t.new_zeros((t.shape[0], most - t.shape[1], *t.shape[2:]))], dim=1) for t in tensors]
+    return torch.cat(tensors, dim=0)

@@ -1,0 +1,207 @@
+"""The recipe: one federated run, from a RunConfig to a finished run folder.
+
+The loop lives here and talks to the federation through a `Transport` (implemented with Flower
+in `engine/`), so this file holds the logic and the engine only moves messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from fedmllm.config import RunConfig
+from fedmllm.data import registry
+from fedmllm.data.sample import Sample
+from fedmllm.errors import FedmllmError
+from fedmllm.evaluation.scoring import evaluate_choice
+from fedmllm.fl import rules
+from fedmllm.fl.schedule import cosine_lr
+from fedmllm.model.load import (
+    LOADS,
+    ModelSpec,
+    Session,
+    load_trainable,
+    resolve_source,
+    session,
+)
+from fedmllm.scenarios import split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClientUpdate:
+    partition: int
+    params: rules.Params
+    num_samples: int
+    loss: float
+    model_loads: int = 1  # base-model loads so far in the client's process
+
+
+@dataclass
+class RoundResult:
+    updates: list[ClientUpdate]
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+class Transport(Protocol):
+    def partitions(self, run: dict[str, Any]) -> dict[int, int]:
+        """partition id -> node id of every reachable client."""
+
+    def train(self, nodes: list[int], params: rules.Params, run: dict[str, Any], rnd: dict[str, Any]) -> RoundResult:
+        """Send the global parameters to `nodes`, return their updates."""
+
+
+def model_spec(cfg: RunConfig) -> ModelSpec:
+    return ModelSpec(
+        name=cfg.model,
+        lora_r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        trust_remote_code=cfg.trust_remote_code,
+        seed=cfg.seed,
+    )
+
+
+def default_out() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def create_run_dir(cfg: RunConfig) -> Path:
+    """A fresh run folder. An existing non-empty folder is never overwritten."""
+    out = Path(cfg.out) if cfg.out else default_out()
+    if out.exists() and any(out.iterdir()):
+        raise FedmllmError(f"{out}: run folder exists and is not empty (choose another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Fail fast, before any engine starts: the data folder and the model source must exist.
+    (Generates the synthetic data and builds the tiny model on first use.)"""
+    registry.resolve_folder(cfg.dataset, cfg.data_dir, data_sizes(cfg), cfg.seed)
+    resolve_source(cfg.model, cfg.seed)
+
+
+def data_sizes(cfg: RunConfig) -> dict[str, int]:
+    return {"train": cfg.synthetic_train, "dev": max(1, cfg.synthetic_test // 2), "test": cfg.synthetic_test}
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_config(cfg: RunConfig, path: Path) -> None:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.to_dict().items()]
+    path.write_text("# the resolved configuration of this run\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+def prepare_data(cfg: RunConfig, run_dir: Path) -> list[Sample]:
+    """Load the dataset, build and write the client shards; return the test samples."""
+    folder = registry.resolve_folder(cfg.dataset, cfg.data_dir, data_sizes(cfg), cfg.seed)
+    train = registry.load_split(cfg.dataset, folder, "train")
+    test = registry.load_split(cfg.dataset, folder, "test")
+    shards = split.build(train, cfg)
+    split.write(shards, run_dir / "clients")
+    write_json(run_dir / "clients" / "summary.json", split.describe(shards))
+    log.info("data: %s, %d train samples over %d clients, %d test samples", folder, len(train), len(shards), len(test))
+    return test
+
+
+def evaluate(sess: Session, test: list[Sample], cfg: RunConfig, generate: bool) -> dict[str, float]:
+    return evaluate_choice(
+        sess, test, cfg.eval_batch_size, generate=generate and cfg.generate_eval, agnostic=cfg.prompt_augmentation
+    )
+
+
+def federate(
+    cfg: RunConfig, run_dir: Path, transport: Transport, report: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Run every round and write the run folder; returns the summary."""
+    started = time.perf_counter()
+    write_config(cfg, run_dir / "config.toml")
+    test = prepare_data(cfg, run_dir)
+    sess = session(model_spec(cfg))
+    global_params = sess.initial  # not the model's current tensors: the process may have run before
+    load_trainable(sess.model, global_params)
+    zero_shot = evaluate(sess, test, cfg, generate=True)
+    report and report({"round": 0, **zero_shot})
+
+    run_msg = {**cfg.to_dict(), "shard_dir": str((run_dir / "clients").resolve())}
+    nodes = transport.partitions(run_msg)
+    if sorted(nodes) != list(range(cfg.num_clients)):
+        raise FedmllmError(
+            f"the federation has partitions {sorted(nodes)}, but num_clients={cfg.num_clients} "
+            "(start as many SuperNodes as clients, with partition-id 0..num_clients-1)"
+        )
+    sampler = random.Random(cfg.seed)
+    metrics_path = run_dir / "metrics.jsonl"
+    history = []
+    latest: dict[str, float] = dict(zero_shot)
+    for rnd in range(1, cfg.rounds + 1):
+        t0 = time.perf_counter()
+        chosen = sorted(sampler.sample(range(cfg.num_clients), cfg.clients_per_round))
+        lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
+        result = transport.train([nodes[p] for p in chosen], global_params, run_msg, {"round": rnd, "lr": lr})
+        if not result.updates:
+            raise FedmllmError(f"round {rnd}: no client returned an update ({'; '.join(result.failures)})")
+        global_params = rules.RULES[cfg.algorithm](
+            global_params, [u.params for u in result.updates], [u.num_samples for u in result.updates]
+        )
+        row: dict[str, Any] = {
+            "round": rnd,
+            "clients": [u.partition for u in result.updates],
+            "failed": result.failures,
+            "lr": lr,
+            "train_loss": sum(u.loss * u.num_samples for u in result.updates)
+            / sum(u.num_samples for u in result.updates),
+            "client_model_loads": max(u.model_loads for u in result.updates),
+            "bytes_sent": result.bytes_sent,
+            "bytes_received": result.bytes_received,
+        }
+        if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
+            load_trainable(sess.model, global_params)
+            latest = evaluate(sess, test, cfg, generate=rnd == cfg.rounds)
+            row.update(latest)
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        with metrics_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        report and report(row)
+
+    load_trainable(sess.model, global_params)
+    adapter_tmp = run_dir / "adapter.tmp"
+    shutil.rmtree(adapter_tmp, ignore_errors=True)
+    sess.model.save_pretrained(adapter_tmp)
+    adapter_tmp.replace(run_dir / "adapter")
+    from fedmllm.bench.plots import plot_rounds
+
+    plot_rounds(history, zero_shot, run_dir / "metrics.png")
+    summary = {
+        "zero_shot": zero_shot,
+        "final": latest,
+        "rounds": cfg.rounds,
+        "seconds": time.perf_counter() - started,
+        "seconds_per_round": sum(r["seconds"] for r in history) / len(history),
+        "bytes_per_round": sum(r["bytes_sent"] + r["bytes_received"] for r in history) / len(history),
+        "trainable_parameters": sum(t.numel() for t in global_params.values()),
+        "server_model_loads": LOADS["count"],
+        "client_model_loads": max(r["client_model_loads"] for r in history),
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,79 @@
+"""Building a scenario's client shards from a config, and writing/reading them as JSON lines.
+
+The materialised shards are written once into the run folder (`clients/client_<k>.jsonl`), so
+they can be inspected, and each client reads only its own file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from fedmllm.config import RunConfig
+from fedmllm.data.jsonl import read_jsonl
+from fedmllm.data.sample import Sample
+from fedmllm.errors import FedmllmError
+from fedmllm.scenarios import modality, partition
+
+
+def build(samples: list[Sample], cfg: RunConfig) -> list[list[Sample]]:
+    shards = partition.dirichlet(samples, cfg.num_clients, cfg.dirichlet_alpha, cfg.seed)
+    if cfg.scenario == "missing":
+        shards = modality.missing(shards, cfg.missing_rate, cfg.seed + 1)
+    for k, shard in enumerate(shards):
+        if not shard:
+            raise FedmllmError(f"client {k} has no samples after scenario '{cfg.scenario}'")
+    return shards
+
+
+def shard_path(folder: Path, client: int) -> Path:
+    return Path(folder) / f"client_{client}.jsonl"
+
+
+def write(shards: list[list[Sample]], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, shard in enumerate(shards):
+        rows = [
+            {
+                "id": s.id,
+                "image": str(s.image) if s.image else None,
+                "text": s.text,
+                "question": s.question,
+                "answer": s.answer,
+                "options": list(s.options) if s.options else None,
+                "label": s.label,
+                "task": s.task,
+            }
+            for s in shard
+        ]
+        shard_path(folder, k).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def read(path: Path) -> list[Sample]:
+    return [
+        Sample(
+            id=row["id"],
+            image=Path(row["image"]) if row["image"] else None,
+            text=row["text"],
+            question=row["question"],
+            answer=row["answer"],
+            options=tuple(row["options"]) if row["options"] else None,
+            label=row["label"],
+            task=row["task"],
+        )
+        for _, row in read_jsonl(Path(path))
+    ]
+
+
+def describe(shards: list[list[Sample]]) -> list[dict]:
+    """Per client: sample count, label counts and modality counts (written to the run folder)."""
+    return [
+        {
+            "client": k,
+            "samples": len(shard),
+            "labels": dict(sorted(Counter(s.label for s in shard).items())),
+            "modalities": dict(sorted(Counter(s.modality for s in shard).items())),
+        }
+        for k, shard in enumerate(shards)
+    ]
