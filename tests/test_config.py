@@ -50,3 +50,12 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["run", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"fedmllm: error: {path}: unknown config key 'bogus'"
+
+
+def test_pyproject_flower_config_lists_every_key_with_its_default():
+    from pathlib import Path
+
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert pyproject["tool"]["flwr"]["app"]["config"] == RunConfig().to_dict()

@@ -85,3 +85,10 @@ def test_existing_run_folder_is_never_overwritten(tmp_path, capsys):
 
 def test_torch_is_the_cpu_build_here():
     assert torch.__version__.startswith("2.")
+
+
+def test_model_folder_without_config_fails_before_anything_starts(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--model", str(tmp_path)]) == 2
+    assert f"{tmp_path}: not a model folder (config.json not found)" in capsys.readouterr().err
+    assert not out.exists()

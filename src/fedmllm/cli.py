@@ -15,6 +15,7 @@ from typing import Any
 from fedmllm import __version__
 from fedmllm.config import RunConfig, load
 from fedmllm.errors import FedmllmError
+from fedmllm.progress import progress_printer
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -75,22 +76,6 @@ def quiet_flower(verbose: bool) -> None:
     flwr_log.addFilter(lambda record: "`run_simulation` function is deprecated" not in record.getMessage())
 
 
-def print_round(row: dict[str, Any], rounds: int) -> None:
-    if row["round"] == 0:
-        print(f"zero-shot       | {format_metrics(row)}", flush=True)
-        return
-    mb = (row["bytes_sent"] + row["bytes_received"]) / 1e6
-    print(
-        f"round {row['round']:>3}/{rounds} | clients {row['clients']} | loss {row['train_loss']:.4f} | "
-        f"{format_metrics(row)} | {row['seconds']:.1f} s | {mb:.2f} MB",
-        flush=True,
-    )
-
-
-def format_metrics(row: dict[str, Any]) -> str:
-    return " ".join(f"{k} {row[k]:.3f}" for k in ("auc", "accuracy") if k in row)
-
-
 def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -126,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         flush=True,
     )
     try:
-        summary = simulate(cfg, run_dir, report=lambda row: print_round(row, cfg.rounds))
+        summary = simulate(cfg, run_dir, report=progress_printer(cfg.rounds))
     except FedmllmError:
         # the folder holds only what this run derived; remove it so a rerun starts clean
         shutil.rmtree(run_dir, ignore_errors=True)

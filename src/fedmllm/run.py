@@ -28,8 +28,8 @@ from fedmllm.model.load import (
     LOADS,
     ModelSpec,
     Session,
+    check_model,
     load_trainable,
-    resolve_source,
     session,
 )
 from fedmllm.scenarios import split
@@ -92,7 +92,7 @@ def preflight(cfg: RunConfig) -> None:
     """Fail fast, before any engine starts: the data folder and the model source must exist.
     (Generates the synthetic data and builds the tiny model on first use.)"""
     registry.resolve_folder(cfg.dataset, cfg.data_dir, data_sizes(cfg), cfg.seed)
-    resolve_source(cfg.model, cfg.seed)
+    check_model(model_spec(cfg))
 
 
 def data_sizes(cfg: RunConfig) -> dict[str, int]:

@@ -16,6 +16,10 @@ OPTIONS = ("not-hateful", "hateful")
 QUESTION = "Is this meme hateful?"
 
 
+def vocabulary() -> list[str]:
+    return [QUESTION, *OPTIONS, "(A) not-hateful", "(B) hateful", "not-hateful (B) hateful"]
+
+
 def load(folder: Path, split: str) -> list[Sample]:
     """Read one split; every image must exist and every label must be 0 or 1."""
     if split not in SPLITS:

@@ -27,6 +27,29 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, obj
 
 
+def read_json_list(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """A file holding one JSON list of objects, as (location, object) pairs; the location names
+    the file and the item index for error messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise FedmllmError(f"{path}: file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise FedmllmError(f"{where(path, e.lineno)}: invalid JSON ({e.msg}, column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise FedmllmError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not isinstance(data, list):
+        raise FedmllmError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
+    items = []
+    for index, obj in enumerate(data):
+        loc = f"{path} [item {index}]"
+        if not isinstance(obj, dict):
+            raise FedmllmError(f"{loc}: expected a JSON object")
+        items.append((loc, obj))
+    return items
+
+
 def require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], loc: str) -> Any:
     """obj[key], checked for presence and type, or an error naming the location and key."""
     if key not in obj:

@@ -18,10 +18,13 @@ class DatasetSpec:
     load: Callable[[Path, str], list[Sample]]  # (folder, split) -> samples
     write_synthetic: Callable[..., Path]  # (folder, sizes, seed) -> folder
     required_file: str  # a file every real copy has, checked before loading
+    # fixed prompt text (questions, option words, closed answers) the built-in tiny model's
+    # tokenizer and pretraining should cover; never labels of particular samples
+    vocabulary: Callable[[], list[str]]
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "hateful_memes": DatasetSpec(hateful_memes.load, memes.write, "train.jsonl"),
+    "hateful_memes": DatasetSpec(hateful_memes.load, memes.write, "train.jsonl", hateful_memes.vocabulary),
 }
 
 

@@ -12,7 +12,8 @@ class Sample:
 
     `question` is the task's instruction ("Is this meme hateful?"), `options` the answer choices
     of a multiple-choice task (None for open QA), `answer` the target text and `label` its index
-    in `options`.
+    in `options`. `task` is "classification" (multiple choice), "vqa" (visual question answering,
+    `answer_type` "open" or "closed") or "qa" (text-only question answering).
     """
 
     id: str
@@ -23,6 +24,7 @@ class Sample:
     options: tuple[str, ...] | None = None
     label: int | None = None
     task: str = "classification"
+    answer_type: str | None = None
 
     @property
     def modality(self) -> str:

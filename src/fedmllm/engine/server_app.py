@@ -16,6 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedmllm.engine.records import from_arrays, run_config, to_arrays, to_config
 from fedmllm.errors import FedmllmError
 from fedmllm.fl import rules
+from fedmllm.progress import progress_printer
 from fedmllm.run import ClientUpdate, RoundResult, create_run_dir, federate
 
 log = logging.getLogger(__name__)
@@ -80,4 +81,4 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = run_config(context.run_config, "[tool.flwr.app.config]")
-    federate(cfg, create_run_dir(cfg), FlowerTransport(grid))
+    federate(cfg, create_run_dir(cfg), FlowerTransport(grid), report=progress_printer(cfg.rounds))

@@ -82,11 +82,22 @@ def resolve_source(name: str, seed: int = 0) -> str:
     return name  # a hub id: transformers resolves it (from its cache when offline)
 
 
+def check_model(spec: ModelSpec) -> str:
+    """The checkpoint's model type, after checking that its config loads and its family is known."""
+    source = resolve_source(spec.name, spec.seed)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError, ImportError) as e:
+        raise FedmllmError(f"model '{spec.name}': cannot load ({str(e).splitlines()[0]})") from None
+    family_of(config.model_type, spec.name)
+    return config.model_type
+
+
 def load_base(spec: ModelSpec) -> tuple[torch.nn.Module, object, str]:
+    model_type = check_model(spec)
     source = resolve_source(spec.name, spec.seed)
     device = resolve_device(spec.device)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
         processor = load_processor(source, trust_remote_code=spec.trust_remote_code)
         model = AutoModelForImageTextToText.from_pretrained(
             source,
@@ -98,7 +109,7 @@ def load_base(spec: ModelSpec) -> tuple[torch.nn.Module, object, str]:
         raise FedmllmError(f"model '{spec.name}': cannot load ({str(e).splitlines()[0]})") from None
     LOADS["count"] += 1
     log.info("loaded base model %s (load #%d in this process)", source, LOADS["count"])
-    return model.to(device), processor, config.model_type
+    return model.to(device), processor, model_type
 
 
 def wrap_lora(model: torch.nn.Module, family: Family, spec: ModelSpec) -> PeftModel:

@@ -8,6 +8,7 @@ expanded to a fixed number of patch tokens, and a plain CLIP vision tower.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from fedmllm.paths import cache_dir
 log = logging.getLogger(__name__)
 
 NAME = "tiny"
-VERSION = 4  # bump when the architecture or the tokenizer corpus changes
+VERSION = 5  # bump when the architecture or the pretraining recipe changes (the corpus is hashed)
 IMAGE_SIZE, PATCH = 32, 8
 LAYERS = 4
 PRETRAIN_STEPS = 1000
@@ -53,7 +54,10 @@ CHAT_TEMPLATE = (
 
 
 def default_folder(seed: int = 0) -> Path:
-    return cache_dir() / "models" / f"tiny-llava-v{VERSION}-seed{seed}"
+    """A folder per (recipe version, text corpus, seed): registering a dataset with new prompt
+    words builds a new tiny model instead of reusing one whose tokenizer lacks them."""
+    digest = hashlib.sha256("\n".join(_corpus() + prompts_corpus()).encode()).hexdigest()[:8]
+    return cache_dir() / "models" / f"tiny-llava-v{VERSION}-{digest}-seed{seed}"
 
 
 def _corpus() -> list[str]:
@@ -71,9 +75,11 @@ def _corpus() -> list[str]:
 
 def prompts_corpus() -> list[str]:
     """The fixed instruction text of every task prompt, repeated in pretraining."""
+    from fedmllm.data.registry import DATASETS
     from fedmllm.scenarios import prompts
 
-    return prompts.vocabulary() + tiny_pretrain.vocabulary()
+    datasets = [line for name in sorted(DATASETS) for line in DATASETS[name].vocabulary()]
+    return prompts.vocabulary() + datasets + tiny_pretrain.vocabulary()
 
 
 def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:

@@ -54,5 +54,4 @@ def target_text(sample: Sample) -> str:
 
 def vocabulary() -> list[str]:
     """Fixed prompt text, so a locally trained tokenizer encodes it compactly."""
-    fixed = [*LEAD.values(), AGNOSTIC, ANSWER_WITH_LETTER, "Options: ", 'Text: "']
-    return fixed + ["Is this meme hateful?", "(A) not-hateful", "(B) hateful", "not-hateful (B) hateful"]
+    return [*LEAD.values(), AGNOSTIC, ANSWER_WITH_LETTER, "Options: ", 'Text: "']

@@ -44,6 +44,7 @@ def write(shards: list[list[Sample]], folder: Path) -> None:
                 "options": list(s.options) if s.options else None,
                 "label": s.label,
                 "task": s.task,
+                "answer_type": s.answer_type,
             }
             for s in shard
         ]
@@ -61,6 +62,7 @@ def read(path: Path) -> list[Sample]:
             options=tuple(row["options"]) if row["options"] else None,
             label=row["label"],
             task=row["task"],
+            answer_type=row.get("answer_type"),
         )
         for _, row in read_jsonl(Path(path))
     ]

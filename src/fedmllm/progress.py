@@ -1,0 +1,26 @@
+"""One progress line per round, the same for `fedmllm run` and `flwr run .`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def print_round(row: dict[str, Any], rounds: int) -> None:
+    if row["round"] == 0:
+        print(f"zero-shot       | {format_metrics(row)}", flush=True)
+        return
+    mb = (row["bytes_sent"] + row["bytes_received"]) / 1e6
+    print(
+        f"round {row['round']:>3}/{rounds} | clients {row['clients']} | loss {row['train_loss']:.4f} | "
+        f"{format_metrics(row)} | {row['seconds']:.1f} s | {mb:.2f} MB",
+        flush=True,
+    )
+
+
+def format_metrics(row: dict[str, Any]) -> str:
+    return " ".join(f"{k} {row[k]:.3f}" for k in ("auc", "accuracy") if k in row)
+
+
+def progress_printer(rounds: int) -> Callable[[dict[str, Any]], None]:
+    return lambda row: print_round(row, rounds)
