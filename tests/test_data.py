@@ -66,7 +66,7 @@ def test_bad_lines_name_file_and_line(memes_dir, tmp_path, line, message):
 
 
 def test_folder_without_train_file(tmp_path):
-    with pytest.raises(FedmllmError, match=r"not a hateful_memes folder \(train.jsonl not found\)"):
+    with pytest.raises(FedmllmError, match=r"not a hateful_memes folder \(no train.jsonl found\)"):
         registry.resolve_folder("hateful_memes", str(tmp_path), {}, 0)
 
 

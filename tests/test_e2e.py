@@ -70,7 +70,7 @@ def test_federated_run_learns_and_writes_run_folder(tmp_path):
 def test_bad_data_dir_fails_cleanly(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", *SMALL, "--out", str(out), "--data-dir", str(tmp_path)]) == 2
-    assert "train.jsonl not found" in capsys.readouterr().err
+    assert "no train.jsonl found" in capsys.readouterr().err
     assert not out.exists()  # nothing half-written for a rerun to trip over
 
 

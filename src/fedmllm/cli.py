@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import Any
 from fedmllm import __version__
 from fedmllm.config import RunConfig, load
 from fedmllm.errors import FedmllmError
-from fedmllm.progress import progress_printer
+from fedmllm.progress import MAIN_METRICS, progress_printer
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="a TOML or YAML file of config keys")
     run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's own logs")
     add_config_flags(run)
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    prepare = data.add_parser(
+        "prepare",
+        help="materialise a scenario's client files into --out and print a per-client table",
+        description="Write clients/client_<k>.jsonl for the configured dataset and scenario (no training).",
+    )
+    prepare.add_argument("--config", type=Path, help="a TOML or YAML file of config keys")
+    add_config_flags(prepare)
     return parser
 
 
@@ -80,19 +89,59 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="full-modality test set")
+    final, zero = summary["final"], summary["zero_shot"]
+    metrics = [m for m in (*MAIN_METRICS, "gen_accuracy", "gen_parse_failure") if m in final]
+    table = Table(title="test set (full modality)")
     table.add_column("model")
-    metrics = [m for m in ("auc", "accuracy", "macro_f1", "gen_accuracy", "gen_parse_failure") if m in summary["final"]]
     for m in metrics:
         table.add_column(m, justify="right")
-    for label, key in (("zero-shot", "zero_shot"), (f"federated ({summary['rounds']} rounds)", "final")):
-        table.add_row(label, *(f"{summary[key].get(m, float('nan')):.3f}" for m in metrics))
+    for label, scores in (("zero-shot", zero), (f"federated ({summary['rounds']} rounds)", final)):
+        table.add_row(label, *(f"{scores.get(m, float('nan')):.3f}" for m in metrics))
     console = Console()
     console.print(table)
+    views = [v for v in ("image_only", "text_only", "ood") if any(k.startswith(v + "_") for k in final)]
+    if views:
+        extra = Table(title="federated model on other views of the test data")
+        extra.add_column("view")
+        names = [m for m in MAIN_METRICS if any(f"{v}_{m}" in final for v in views)]
+        for m in names:
+            extra.add_column(m, justify="right")
+        for v in views:
+            extra.add_row(v, *(f"{final[f'{v}_{m}']:.3f}" if f"{v}_{m}" in final else "" for m in names))
+        console.print(extra)
     console.print(
         f"run folder: {run_dir}  ({summary['seconds']:.0f} s, "
         f"{summary['seconds_per_round']:.1f} s/round, {summary['bytes_per_round'] / 1e6:.2f} MB/round)"
     )
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """Materialise the scenario's client files and print who holds what."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fedmllm.run import prepare_data
+
+    cfg = load(args.config, overrides_from(args))
+    out = Path(cfg.out or "clients-preview")
+    if out.exists() and any(out.iterdir()):
+        raise FedmllmError(f"{out}: folder exists and is not empty (choose another --out)")
+    tests = prepare_data(cfg, out)
+    rows = json.loads((out / "clients" / "summary.json").read_text())
+    table = Table(title=f"{cfg.dataset}: scenario {cfg.scenario}, {cfg.num_clients} clients ({out / 'clients'})")
+    for col in ("client", "samples", "labels", "image+text", "image", "text", "neither"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        mods, n = row["modalities"], row["samples"]
+        share = [f"{mods.get(m, 0) / n:.0%}" for m in ("image+text", "image", "text", "none")]
+        labels = " ".join(f"{k}:{v}" for k, v in row["labels"].items()) or "-"
+        table.add_row(str(row["client"]), str(n), labels, *share)
+    Console().print(table)
+    print(f"test sets: {', '.join(f'{k} {len(v)}' for k, v in tests.items())}")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -101,8 +150,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     quiet_flower(args.verbose)
 
-    overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
-    cfg = load(args.config, overrides)
+    cfg = load(args.config, overrides_from(args))
     preflight(cfg)
     run_dir = create_run_dir(cfg)
     print(
@@ -123,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
-        {"run": cmd_run}[args.command](args)
+        {"run": cmd_run, "data": cmd_prepare}[args.command](args)
     except FedmllmError as e:
         print(f"fedmllm: error: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,8 @@ import tomllib
 
 from fedmllm.errors import FedmllmError
 
+DATASET_NAMES = ("hateful_memes", "crisismmd", "vqa_rad", "slake", "medalpaca")  # = data.registry.DATASETS
+
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
@@ -33,15 +35,22 @@ class RunConfig:
     lora_alpha: int = _f(8, "LoRA alpha")
     lora_dropout: float = _f(0.05, "LoRA dropout")
     # data
-    dataset: str = _f("hateful_memes", "dataset name", ("hateful_memes",))
+    dataset: str = _f("hateful_memes", "dataset name", DATASET_NAMES)
     data_dir: str = _f("", "folder of the dataset as published; empty = offline synthetic twin")
     synthetic_train: int = _f(1000, "training samples of the synthetic twin")
     synthetic_test: int = _f(200, "test samples of the synthetic twin")
     # heterogeneity scenario
     num_clients: int = _f(10, "number of clients")
+    partition: str = _f("dirichlet", "how training samples are split over clients", ("dirichlet", "iid"))
     dirichlet_alpha: float = _f(0.5, "Dirichlet label-skew concentration (lower = more skewed)")
-    scenario: str = _f("missing", "modality scenario", ("none", "missing"))
-    missing_rate: float = _f(0.3, "missing scenario: per-sample chance to lose the image, and the text")
+    scenario: str = _f("missing", "modality scenario", ("none", "missing", "cross_modality", "hybrid", "cross_task"))
+    missing_rate: float = _f(0.3, "missing: per-sample chance to lose the image, and (independently) the text")
+    image_clients: int = _f(5, "cross_modality: clients holding image-only data (the rest hold text-only)")
+    hybrid_rate: float = _f(0.3, "hybrid/cross_task: per-client chance to lack images, and (independently) text")
+    text_dataset: str = _f("medalpaca", "cross_task: dataset of the text clients", DATASET_NAMES)
+    text_data_dir: str = _f("", "cross_task: folder of text_dataset; empty = synthetic twin")
+    ood_dataset: str = _f("", "an extra out-of-domain test set (cross_task: 'slake'); empty = none")
+    ood_data_dir: str = _f("", "folder of ood_dataset; empty = synthetic twin")
     prompt_augmentation: bool = _f(False, "one modality-agnostic prompt for every sample (paper's strategy 1)")
     # federation
     algorithm: str = _f("fedavg", "FL algorithm", ("fedavg",))
@@ -73,7 +82,11 @@ class RunConfig:
             raise FedmllmError(
                 f"config key 'clients_per_round': {self.clients_per_round} > num_clients {self.num_clients}"
             )
-        for name in ("missing_rate", "warmup", "lora_dropout"):
+        if self.ood_dataset and self.ood_dataset not in DATASET_NAMES:
+            raise FedmllmError(f"config key 'ood_dataset': '{self.ood_dataset}' is not one of {list(DATASET_NAMES)}")
+        if self.scenario == "cross_modality" and not 0 <= self.image_clients <= self.num_clients:
+            raise FedmllmError(f"config key 'image_clients': must be in [0, num_clients={self.num_clients}]")
+        for name in ("missing_rate", "hybrid_rate", "warmup", "lora_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise FedmllmError(f"config key '{name}': must be in [0, 1], got {getattr(self, name)}")
         if self.dirichlet_alpha <= 0 or self.lr <= 0:

@@ -18,8 +18,11 @@ def print_round(row: dict[str, Any], rounds: int) -> None:
     )
 
 
+MAIN_METRICS = ("auc", "accuracy", "macro_f1", "closed_accuracy", "open_recall", "overall", "recall")
+
+
 def format_metrics(row: dict[str, Any]) -> str:
-    return " ".join(f"{k} {row[k]:.3f}" for k in ("auc", "accuracy") if k in row)
+    return " ".join(f"{k} {row[k]:.3f}" for k in MAIN_METRICS if k in row)
 
 
 def progress_printer(rounds: int) -> Callable[[dict[str, Any]], None]:

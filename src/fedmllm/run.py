@@ -21,7 +21,7 @@ from fedmllm.config import RunConfig
 from fedmllm.data import registry
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
-from fedmllm.evaluation.scoring import evaluate_choice
+from fedmllm.evaluation.scoring import evaluate as evaluate_samples
 from fedmllm.fl import rules
 from fedmllm.fl.schedule import cosine_lr
 from fedmllm.model.load import (
@@ -111,22 +111,49 @@ def write_config(cfg: RunConfig, path: Path) -> None:
     path.write_text("# the resolved configuration of this run\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
 
-def prepare_data(cfg: RunConfig, run_dir: Path) -> list[Sample]:
-    """Load the dataset, build and write the client shards; return the test samples."""
-    folder = registry.resolve_folder(cfg.dataset, cfg.data_dir, data_sizes(cfg), cfg.seed)
-    train = registry.load_split(cfg.dataset, folder, "train")
-    test = registry.load_split(cfg.dataset, folder, "test")
-    shards = split.build(train, cfg)
+def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> list[Sample]:
+    folder = registry.resolve_folder(name, data_dir, data_sizes(cfg), cfg.seed)
+    return registry.load_split(name, folder, split_name)
+
+
+def prepare_data(cfg: RunConfig, run_dir: Path) -> dict[str, list[Sample]]:
+    """Build and write the client shards; return the test sets by name ("test", and "ood")."""
+    train = load_dataset(cfg.dataset, cfg.data_dir, cfg, "train")
+    text_train = (
+        load_dataset(cfg.text_dataset, cfg.text_data_dir, cfg, "train") if cfg.scenario == "cross_task" else None
+    )
+    shards = split.build(train, cfg, text_train)
     split.write(shards, run_dir / "clients")
     write_json(run_dir / "clients" / "summary.json", split.describe(shards))
-    log.info("data: %s, %d train samples over %d clients, %d test samples", folder, len(train), len(shards), len(test))
-    return test
-
-
-def evaluate(sess: Session, test: list[Sample], cfg: RunConfig, generate: bool) -> dict[str, float]:
-    return evaluate_choice(
-        sess, test, cfg.eval_batch_size, generate=generate and cfg.generate_eval, agnostic=cfg.prompt_augmentation
+    tests = {"test": load_dataset(cfg.dataset, cfg.data_dir, cfg, "test")}
+    if cfg.ood_dataset:
+        tests["ood"] = load_dataset(cfg.ood_dataset, cfg.ood_data_dir, cfg, "test")
+    log.info(
+        "data: %s, %d train samples over %d clients; test sets: %s",
+        cfg.dataset,
+        sum(map(len, shards)),
+        len(shards),
+        {k: len(v) for k, v in tests.items()},
     )
+    return tests
+
+
+def evaluate(sess: Session, tests: dict[str, list[Sample]], cfg: RunConfig, full: bool) -> dict[str, float]:
+    """Metrics of the main test set; with `full` (zero-shot and final) also generation scoring,
+    the out-of-domain set ("ood_" keys) and, where samples have both modalities, the same test
+    items with the image only and the text only ("image_only_" / "text_only_" keys)."""
+    kwargs = {"batch_size": cfg.eval_batch_size, "agnostic": cfg.prompt_augmentation}
+    test = tests["test"]
+    result = evaluate_samples(sess, test, generate=full and cfg.generate_eval, **kwargs)
+    if not full:
+        return result
+    if "ood" in tests:
+        result |= {f"ood_{k}": v for k, v in evaluate_samples(sess, tests["ood"], **kwargs).items()}
+    if all(s.image is not None and s.text is not None for s in test):
+        for view, drop in (("image_only", {"text": True}), ("text_only", {"image": True})):
+            scores = evaluate_samples(sess, [s.drop(**drop) for s in test], **kwargs)
+            result |= {f"{view}_{k}": v for k, v in scores.items()}
+    return result
 
 
 def federate(
@@ -135,11 +162,11 @@ def federate(
     """Run every round and write the run folder; returns the summary."""
     started = time.perf_counter()
     write_config(cfg, run_dir / "config.toml")
-    test = prepare_data(cfg, run_dir)
+    tests = prepare_data(cfg, run_dir)
     sess = session(model_spec(cfg))
     global_params = sess.initial  # not the model's current tensors: the process may have run before
     load_trainable(sess.model, global_params)
-    zero_shot = evaluate(sess, test, cfg, generate=True)
+    zero_shot = evaluate(sess, tests, cfg, full=True)
     report and report({"round": 0, **zero_shot})
 
     run_msg = {**cfg.to_dict(), "shard_dir": str((run_dir / "clients").resolve())}
@@ -176,7 +203,7 @@ def federate(
         }
         if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
             load_trainable(sess.model, global_params)
-            latest = evaluate(sess, test, cfg, generate=rnd == cfg.rounds)
+            latest = evaluate(sess, tests, cfg, full=rnd == cfg.rounds)
             row.update(latest)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)

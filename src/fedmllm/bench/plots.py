@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-METRICS = ("auc", "accuracy", "macro_f1")
+METRICS = ("auc", "accuracy", "macro_f1", "closed_accuracy", "open_recall", "overall", "recall")
 
 
 def plot_rounds(history: list[dict[str, Any]], zero_shot: dict[str, float], path: Path) -> None:

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedmllm.data import hateful_memes
+from fedmllm.data import crisismmd, hateful_memes, medalpaca, slake, vqa_rad
 from fedmllm.data.sample import Sample
-from fedmllm.data.synthetic import memes
+from fedmllm.data.synthetic import crisis, medqa, medvqa, memes
 from fedmllm.errors import FedmllmError
 from fedmllm.paths import cache_dir
 
@@ -17,7 +17,7 @@ from fedmllm.paths import cache_dir
 class DatasetSpec:
     load: Callable[[Path, str], list[Sample]]  # (folder, split) -> samples
     write_synthetic: Callable[..., Path]  # (folder, sizes, seed) -> folder
-    required_file: str  # a file every real copy has, checked before loading
+    marker: str  # glob of a file every real copy has, checked before loading
     # fixed prompt text (questions, option words, closed answers) the built-in tiny model's
     # tokenizer and pretraining should cover; never labels of particular samples
     vocabulary: Callable[[], list[str]]
@@ -25,6 +25,12 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "hateful_memes": DatasetSpec(hateful_memes.load, memes.write, "train.jsonl", hateful_memes.vocabulary),
+    "crisismmd": DatasetSpec(
+        crisismmd.load, crisis.write, f"{crisismmd.FOLDER}/task_humanitarian_text_img*_train.tsv", crisismmd.vocabulary
+    ),
+    "vqa_rad": DatasetSpec(vqa_rad.load, medvqa.write_vqa_rad, "*.json", vqa_rad.vocabulary),
+    "slake": DatasetSpec(slake.load, medvqa.write_slake, "train.json", slake.vocabulary),
+    "medalpaca": DatasetSpec(medalpaca.load, medqa.write, "*.json", medalpaca.vocabulary),
 }
 
 
@@ -39,8 +45,8 @@ def resolve_folder(name: str, data_dir: str, sizes: dict[str, int], seed: int) -
     spec = get(name)
     if data_dir:
         folder = Path(data_dir).expanduser()
-        if not (folder / spec.required_file).is_file():
-            raise FedmllmError(f"{folder}: not a {name} folder ({spec.required_file} not found)")
+        if not any(folder.glob(spec.marker)):
+            raise FedmllmError(f"{folder}: not a {name} folder (no {spec.marker} found)")
         return folder
     tag = "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
     folder = cache_dir() / "data" / f"synthetic-{name}-{tag}-seed{seed}"

@@ -14,6 +14,7 @@ import torch
 
 from fedmllm.data.sample import Sample
 from fedmllm.evaluation import metrics
+from fedmllm.evaluation.vqa import first_line, token_recall, vqa_scores
 from fedmllm.model.collate import IGNORE, collate, encode
 from fedmllm.model.load import Session
 from fedmllm.scenarios.prompts import LETTERS, option_text
@@ -95,3 +96,24 @@ def evaluate_choice(
         result["gen_accuracy"] = sum(p == t for p, t in zip(parsed, labels, strict=True)) / len(samples)
         result["gen_parse_failure"] = sum(p is None for p in parsed) / len(samples)
     return result
+
+
+def evaluate_generation(
+    sess: Session, samples: list[Sample], batch_size: int = 16, agnostic: bool = False
+) -> dict[str, float]:
+    """Open-ended tasks: greedy answers scored against the references (VQA metrics; token recall
+    for text QA)."""
+    answers = [first_line(a) for a in generate_answers(sess, samples, batch_size, max_new_tokens=16, agnostic=agnostic)]
+    if samples[0].task == "vqa":
+        return vqa_scores(answers, [s.answer for s in samples], [s.answer_type for s in samples])
+    return {"recall": sum(token_recall(a, s.answer) for a, s in zip(answers, samples, strict=True)) / len(samples)}
+
+
+def evaluate(
+    sess: Session, samples: list[Sample], batch_size: int = 16, generate: bool = False, agnostic: bool = False
+) -> dict[str, float]:
+    """The task's metrics: multiple choice by option likelihood (and generation if asked),
+    VQA and text QA by generation."""
+    if samples[0].task == "classification":
+        return evaluate_choice(sess, samples, batch_size, generate=generate, agnostic=agnostic)
+    return evaluate_generation(sess, samples, batch_size, agnostic=agnostic)

@@ -35,3 +35,11 @@ def dirichlet(samples: list[Sample], num_clients: int, alpha: float, seed: int) 
         for client, part in enumerate(np.split(rest, cuts)):
             shards[client].extend(int(i) for i in part)
     return [[samples[i] for i in sorted(shard)] for shard in shards]
+
+
+def iid(samples: list[Sample], num_clients: int, seed: int) -> list[list[Sample]]:
+    """A seeded shuffle cut into `num_clients` near-equal shards."""
+    if len(samples) < num_clients:
+        raise FedmllmError(f"{len(samples)} samples cannot give each of {num_clients} clients one")
+    order = np.random.default_rng(seed).permutation(len(samples))
+    return [[samples[i] for i in sorted(part.tolist())] for part in np.array_split(order, num_clients)]

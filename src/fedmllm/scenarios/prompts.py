@@ -19,6 +19,7 @@ LEAD = {
 }
 AGNOSTIC = ", without considering the modality"
 ANSWER_WITH_LETTER = "Answer with the option letter."
+ANSWER_BRIEFLY = "Answer with a single word or phrase."  # VQA, as LLaVA's evaluation prompts
 
 
 def option_text(options: tuple[str, ...], index: int) -> str:
@@ -31,10 +32,12 @@ def user_text(sample: Sample, agnostic: bool = False) -> str:
     question = sample.question
     if agnostic:
         lead = ""
-        question = question.rstrip("?.") + AGNOSTIC + "?"
+        end = "?" if question.rstrip().endswith("?") else "."
+        question = question.rstrip(" ?.") + AGNOSTIC + end
     else:
         lead = LEAD[sample.modality]
-        question = question[0].lower() + question[1:] if lead else question
+        if lead and question[1:2].islower():  # "Is there ..." -> "is there ...", but keep "MRI ..."
+            question = question[0].lower() + question[1:]
     parts = []
     if sample.text is not None:
         parts.append(f'Text: "{sample.text}"')
@@ -42,6 +45,8 @@ def user_text(sample: Sample, agnostic: bool = False) -> str:
     if sample.options:
         parts.append("Options: " + " ".join(option_text(sample.options, i) for i in range(len(sample.options))))
         parts.append(ANSWER_WITH_LETTER + (AGNOSTIC + "." if agnostic else ""))
+    elif sample.task == "vqa":
+        parts.append(ANSWER_BRIEFLY)
     return "\n".join(parts)
 
 
@@ -54,4 +59,4 @@ def target_text(sample: Sample) -> str:
 
 def vocabulary() -> list[str]:
     """Fixed prompt text, so a locally trained tokenizer encodes it compactly."""
-    return [*LEAD.values(), AGNOSTIC, ANSWER_WITH_LETTER, "Options: ", 'Text: "']
+    return [*LEAD.values(), AGNOSTIC, ANSWER_WITH_LETTER, ANSWER_BRIEFLY, "Options: ", 'Text: "']

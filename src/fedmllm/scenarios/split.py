@@ -17,13 +17,42 @@ from fedmllm.errors import FedmllmError
 from fedmllm.scenarios import modality, partition
 
 
-def build(samples: list[Sample], cfg: RunConfig) -> list[list[Sample]]:
-    shards = partition.dirichlet(samples, cfg.num_clients, cfg.dirichlet_alpha, cfg.seed)
+def build(samples: list[Sample], cfg: RunConfig, text_samples: list[Sample] | None = None) -> list[list[Sample]]:
+    """Client shards for the scenario. `text_samples` (cross_task only) are the text clients' data."""
+    if cfg.scenario == "cross_task":
+        return cross_task(samples, text_samples or [], cfg)
+    if cfg.partition == "dirichlet":
+        if samples and samples[0].label is None:
+            raise FedmllmError(f"dataset '{cfg.dataset}' has no class labels: use partition = 'iid'")
+        shards = partition.dirichlet(samples, cfg.num_clients, cfg.dirichlet_alpha, cfg.seed)
+    else:
+        shards = partition.iid(samples, cfg.num_clients, cfg.seed)
     if cfg.scenario == "missing":
         shards = modality.missing(shards, cfg.missing_rate, cfg.seed + 1)
+    elif cfg.scenario == "cross_modality":
+        shards = modality.cross_modality(shards, cfg.image_clients, cfg.seed + 1)
+    elif cfg.scenario == "hybrid":
+        shards = modality.hybrid(shards, cfg.hybrid_rate, cfg.seed + 1)
+    return check_nonempty(shards, cfg.scenario)
+
+
+def cross_task(image_samples: list[Sample], text_samples: list[Sample], cfg: RunConfig) -> list[list[Sample]]:
+    """Clients drawn as holding images get an IID share of the image task (e.g. VQA-RAD), those
+    holding text an IID share of the text task (e.g. MedAlpaca); a client can hold both."""
+    presence = modality.presence_hybrid(cfg.num_clients, cfg.hybrid_rate, cfg.seed + 1)
+    shards: list[list[Sample]] = [[] for _ in range(cfg.num_clients)]
+    for index, pool in ((0, image_samples), (1, text_samples)):
+        holders = [k for k, has in enumerate(presence) if has[index]]
+        if holders:
+            for k, part in zip(holders, partition.iid(pool, len(holders), cfg.seed), strict=True):
+                shards[k].extend(part)
+    return check_nonempty(shards, cfg.scenario)
+
+
+def check_nonempty(shards: list[list[Sample]], scenario: str) -> list[list[Sample]]:
     for k, shard in enumerate(shards):
         if not shard:
-            raise FedmllmError(f"client {k} has no samples after scenario '{cfg.scenario}'")
+            raise FedmllmError(f"client {k} has no samples after scenario '{scenario}'")
     return shards
 
 
@@ -74,7 +103,7 @@ def describe(shards: list[list[Sample]]) -> list[dict]:
         {
             "client": k,
             "samples": len(shard),
-            "labels": dict(sorted(Counter(s.label for s in shard).items())),
+            "labels": dict(sorted(Counter(s.label for s in shard if s.label is not None).items())),
             "modalities": dict(sorted(Counter(s.modality for s in shard).items())),
         }
         for k, shard in enumerate(shards)
