@@ -58,4 +58,4 @@ def test_pyproject_flower_config_lists_every_key_with_its_default():
     import tomllib
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert pyproject["tool"]["flwr"]["app"]["config"] == RunConfig().to_dict()
+    assert pyproject["tool"]["flwr"]["app"]["config"] == RunConfig().to_dict(), "run scripts/sync_pyproject.py"

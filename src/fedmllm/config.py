@@ -17,6 +17,11 @@ import tomllib
 
 from fedmllm.errors import FedmllmError
 
+ALGORITHMS = (
+    "fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "scaffold",
+    "fedmedian", "fedtrimmedavg", "krum", "local", "centralized",
+)  # fmt: skip
+ADAPTIVE = ("fedadagrad", "fedadam", "fedyogi")
 DATASET_NAMES = ("hateful_memes", "crisismmd", "vqa_rad", "slake", "medalpaca")  # = data.registry.DATASETS
 
 
@@ -53,9 +58,21 @@ class RunConfig:
     ood_data_dir: str = _f("", "folder of ood_dataset; empty = synthetic twin")
     prompt_augmentation: bool = _f(False, "one modality-agnostic prompt for every sample (paper's strategy 1)")
     # federation
-    algorithm: str = _f("fedavg", "FL algorithm", ("fedavg",))
+    algorithm: str = _f("fedavg", "FL algorithm or baseline (zero-shot is reported by every run)", ALGORITHMS)
+    adaptive_regularization: bool = _f(False, "proximal term on the middle decoder layers only (paper's strategy 2)")
+    prox_mu: float = _f(0.01, "mu of FedProx's (mu/2)|w - w_global|^2, and of the adaptive term")
+    adaptive_mu_weight: float = _f(0.1, "mu_w: the adaptive term's weight is mu * mu_w (paper: 0.1)")
+    adaptive_skip_layers: int = _f(4, "s: the adaptive window is layers [s, L-1-s], s clamped to (L-1)//2 (paper: 4)")
+    server_lr: float = _f(0.0, "server learning rate eta; 0 = the algorithm's default (1.0, adaptive ones 1e-3)")
+    server_momentum: float = _f(0.9, "FedAvgM momentum beta")
+    beta1: float = _f(0.9, "FedAdagrad/FedAdam/FedYogi first-moment beta1")
+    beta2: float = _f(0.99, "FedAdam/FedYogi second-moment beta2")
+    tau: float = _f(1e-3, "FedAdagrad/FedAdam/FedYogi adaptivity tau")
+    trim_fraction: float = _f(0.2, "FedTrimmedAvg: fraction cut at each end")
+    krum_byzantine: int = _f(1, "Krum: number of Byzantine clients tolerated (f)")
     rounds: int = _f(20, "federated rounds (paper: 25 Hateful Memes, 40 CrisisMMD, 50 medical)")
     clients_per_round: int = _f(3, "clients sampled per round (paper: 2 of 10)")
+    client_fraction: float = _f(0.0, "if > 0, sample this fraction of the clients per round instead")
     local_steps: int = _f(0, "local optimiser steps per round; 0 = one local epoch")
     batch_size: int = _f(8, "local batch size (paper: effective 4)")
     lr: float = _f(1e-3, "client AdamW peak learning rate (paper: 2e-5 for real checkpoints)")
@@ -86,11 +103,24 @@ class RunConfig:
             raise FedmllmError(f"config key 'ood_dataset': '{self.ood_dataset}' is not one of {list(DATASET_NAMES)}")
         if self.scenario == "cross_modality" and not 0 <= self.image_clients <= self.num_clients:
             raise FedmllmError(f"config key 'image_clients': must be in [0, num_clients={self.num_clients}]")
-        for name in ("missing_rate", "hybrid_rate", "warmup", "lora_dropout"):
+        for name in ("missing_rate", "hybrid_rate", "warmup", "lora_dropout", "client_fraction", "trim_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise FedmllmError(f"config key '{name}': must be in [0, 1], got {getattr(self, name)}")
         if self.dirichlet_alpha <= 0 or self.lr <= 0:
             raise FedmllmError("config keys 'dirichlet_alpha' and 'lr' must be positive")
+
+    @property
+    def sampled_per_round(self) -> int:
+        if self.client_fraction > 0:
+            return max(1, round(self.client_fraction * self.num_clients))
+        return self.clients_per_round
+
+    @property
+    def eta(self) -> float:
+        """The server learning rate in force."""
+        if self.server_lr > 0:
+            return self.server_lr
+        return 1e-3 if self.algorithm in ADAPTIVE else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -17,13 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from fedmllm.config import RunConfig
 from fedmllm.data import registry
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
 from fedmllm.evaluation.scoring import evaluate as evaluate_samples
-from fedmllm.fl import rules
+from fedmllm.fl import client, rules
 from fedmllm.fl.schedule import cosine_lr
+from fedmllm.fl.state import ServerState
 from fedmllm.model.load import (
     LOADS,
     ModelSpec,
@@ -31,6 +33,7 @@ from fedmllm.model.load import (
     check_model,
     load_trainable,
     session,
+    trainable_state,
 )
 from fedmllm.scenarios import split
 
@@ -43,6 +46,7 @@ class ClientUpdate:
     params: rules.Params
     num_samples: int
     loss: float
+    steps: int = 1
     model_loads: int = 1  # base-model loads so far in the client's process
 
 
@@ -54,12 +58,23 @@ class RoundResult:
     failures: list[str] = field(default_factory=list)
 
 
+@dataclass
+class TrainJob:
+    """What one client receives: the parameters to start from and, for SCAFFOLD, c - c_k."""
+
+    partition: int
+    params: rules.Params
+    correction: rules.Params | None = None
+
+
 class Transport(Protocol):
     def partitions(self, run: dict[str, Any]) -> dict[int, int]:
         """partition id -> node id of every reachable client."""
 
-    def train(self, nodes: list[int], params: rules.Params, run: dict[str, Any], rnd: dict[str, Any]) -> RoundResult:
-        """Send the global parameters to `nodes`, return their updates."""
+    def train(
+        self, jobs: list[TrainJob], nodes: dict[int, int], run: dict[str, Any], rnd: dict[str, Any]
+    ) -> RoundResult:
+        """Send each job to its partition's node, return the updates that came back."""
 
 
 def model_spec(cfg: RunConfig) -> ModelSpec:
@@ -156,6 +171,91 @@ def evaluate(sess: Session, tests: dict[str, list[Sample]], cfg: RunConfig, full
     return result
 
 
+def hyper(cfg: RunConfig) -> rules.ServerHyper:
+    return rules.ServerHyper(
+        server_lr=cfg.eta,
+        momentum=cfg.server_momentum,
+        beta1=cfg.beta1,
+        beta2=cfg.beta2,
+        tau=cfg.tau,
+        trim_fraction=cfg.trim_fraction,
+        krum_byzantine=cfg.krum_byzantine,
+    )
+
+
+def jobs_for(cfg: RunConfig, state: ServerState, chosen: list[int]) -> list[TrainJob]:
+    if cfg.algorithm == "local":  # each client continues its own model
+        return [TrainJob(k, state.client_models.get(k, state.global_params)) for k in chosen]
+    if cfg.algorithm == "scaffold":
+        zeros = {n: torch.zeros_like(t) for n, t in state.global_params.items()}
+        c = state.control or zeros
+        return [
+            TrainJob(k, state.global_params, {n: c[n] - state.client_controls.get(k, zeros)[n] for n in c})
+            for k in chosen
+        ]
+    return [TrainJob(k, state.global_params) for k in chosen]
+
+
+def server_update(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate], lr: float) -> None:
+    """Apply the algorithm's server rule to `state` (the rules themselves are pure functions)."""
+    models, weights = [u.params for u in updates], [u.num_samples for u in updates]
+    if cfg.algorithm == "local":
+        state.client_models.update({u.partition: u.params for u in updates})
+        return
+    if cfg.algorithm == "centralized":  # one pooled "client": its model is the model
+        state.global_params = updates[0].params
+        return
+    if cfg.algorithm == "scaffold":
+        w, zeros = state.global_params, {n: torch.zeros_like(t) for n, t in state.global_params.items()}
+        c = state.control or zeros
+        deltas = []
+        for u in updates:  # c_k+ = c_k - c + (w - w_k) / (K * lr), computed here from what the client sent
+            c_k = state.client_controls.get(u.partition, zeros)
+            new = rules.scaffold_client_control(c_k, c, w, u.params, u.steps, lr)
+            deltas.append({n: new[n] - c_k[n] for n in new})
+            state.client_controls[u.partition] = new
+        state.control = rules.scaffold_controls(c, deltas, cfg.num_clients)
+    state.global_params, state.buffers = rules.aggregate(
+        cfg.algorithm, state.buffers, state.global_params, models, weights, hyper(cfg)
+    )
+
+
+def centralized_round(
+    cfg: RunConfig, sess: Session, state: ServerState, pooled: list[Sample], rnd: int, lr: float
+) -> RoundResult:
+    """The upper-bound baseline: all training data in one place, the compute of one round's
+    sampled clients (same steps), trained in this process without any federation."""
+    share = cfg.sampled_per_round / cfg.num_clients
+    steps = cfg.local_steps * cfg.sampled_per_round or client.local_steps(round(len(pooled) * share), cfg.batch_size, 0)
+    load_trainable(sess.model, state.global_params)
+    result = client.train(
+        sess,
+        pooled,
+        lr=lr,
+        steps=steps,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed * 1_009 + rnd,
+        agnostic=cfg.prompt_augmentation,
+    )
+    update = ClientUpdate(-1, trainable_state(sess.model), len(pooled), result.loss, result.steps, LOADS["count"])
+    return RoundResult([update])
+
+
+def evaluate_local(
+    sess: Session, tests: dict[str, list[Sample]], cfg: RunConfig, state: ServerState
+) -> dict[str, float]:
+    """The Local baseline's score: mean over the clients' own models, with the spread."""
+    per_client = []
+    for k in range(cfg.num_clients):
+        load_trainable(sess.model, state.client_models.get(k, state.global_params))
+        per_client.append(evaluate(sess, tests, cfg, full=True))
+    result = {}
+    for key in per_client[0]:
+        values = torch.tensor([m[key] for m in per_client], dtype=torch.float64)
+        result[key], result[f"{key}_std"] = values.mean().item(), values.std(unbiased=False).item()
+    return result
+
+
 def federate(
     cfg: RunConfig, run_dir: Path, transport: Transport, report: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, Any]:
@@ -164,54 +264,84 @@ def federate(
     write_config(cfg, run_dir / "config.toml")
     tests = prepare_data(cfg, run_dir)
     sess = session(model_spec(cfg))
-    global_params = sess.initial  # not the model's current tensors: the process may have run before
-    load_trainable(sess.model, global_params)
+    state = ServerState.start(sess.initial, cfg.seed)  # not the model's tensors: the process may have run before
+    load_trainable(sess.model, state.global_params)
     zero_shot = evaluate(sess, tests, cfg, full=True)
     report and report({"round": 0, **zero_shot})
 
     run_msg = {**cfg.to_dict(), "shard_dir": str((run_dir / "clients").resolve())}
-    nodes = transport.partitions(run_msg)
-    if sorted(nodes) != list(range(cfg.num_clients)):
-        raise FedmllmError(
-            f"the federation has partitions {sorted(nodes)}, but num_clients={cfg.num_clients} "
-            "(start as many SuperNodes as clients, with partition-id 0..num_clients-1)"
-        )
-    sampler = random.Random(cfg.seed)
-    metrics_path = run_dir / "metrics.jsonl"
-    history = []
+    nodes: dict[int, int] = {}
+    pooled: list[Sample] = []
+    if cfg.algorithm == "centralized":
+        pooled = [s for k in range(cfg.num_clients) for s in split.read(split.shard_path(run_dir / "clients", k))]
+    else:
+        nodes = transport.partitions(run_msg)
+        if sorted(nodes) != list(range(cfg.num_clients)):
+            raise FedmllmError(
+                f"the federation has partitions {sorted(nodes)}, but num_clients={cfg.num_clients} "
+                "(start as many SuperNodes as clients, with partition-id 0..num_clients-1)"
+            )
+    history: list[dict[str, Any]] = []
     latest: dict[str, float] = dict(zero_shot)
     for rnd in range(1, cfg.rounds + 1):
         t0 = time.perf_counter()
-        chosen = sorted(sampler.sample(range(cfg.num_clients), cfg.clients_per_round))
         lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
-        result = transport.train([nodes[p] for p in chosen], global_params, run_msg, {"round": rnd, "lr": lr})
+        if cfg.algorithm == "centralized":
+            result = centralized_round(cfg, sess, state, pooled, rnd, lr)
+        else:
+            # Local: every client trains alone every round; the others sample clients
+            count = cfg.num_clients if cfg.algorithm == "local" else cfg.sampled_per_round
+            chosen = state.sample(cfg.num_clients, count)
+            result = transport.train(jobs_for(cfg, state, chosen), nodes, run_msg, {"round": rnd, "lr": lr})
         if not result.updates:
             raise FedmllmError(f"round {rnd}: no client returned an update ({'; '.join(result.failures)})")
-        global_params = rules.RULES[cfg.algorithm](
-            global_params, [u.params for u in result.updates], [u.num_samples for u in result.updates]
-        )
-        row: dict[str, Any] = {
-            "round": rnd,
-            "clients": [u.partition for u in result.updates],
-            "failed": result.failures,
-            "lr": lr,
-            "train_loss": sum(u.loss * u.num_samples for u in result.updates)
-            / sum(u.num_samples for u in result.updates),
-            "client_model_loads": max(u.model_loads for u in result.updates),
-            "bytes_sent": result.bytes_sent,
-            "bytes_received": result.bytes_received,
-        }
-        if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
-            load_trainable(sess.model, global_params)
-            latest = evaluate(sess, tests, cfg, full=rnd == cfg.rounds)
+        server_update(cfg, state, result.updates, lr)
+        state.round = rnd
+        row = round_row(rnd, lr, result)
+        last = rnd == cfg.rounds
+        if cfg.algorithm == "local":
+            if last:
+                latest = evaluate_local(sess, tests, cfg, state)
+                row.update(latest)
+        elif rnd % cfg.eval_every == 0 or last:
+            load_trainable(sess.model, state.global_params)
+            latest = evaluate(sess, tests, cfg, full=last)
             row.update(latest)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
-        with metrics_path.open("a", encoding="utf-8") as f:
+        with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         report and report(row)
+    return finish(cfg, run_dir, sess, state, zero_shot, latest, history, started)
 
-    load_trainable(sess.model, global_params)
+
+def round_row(rnd: int, lr: float, result: RoundResult) -> dict[str, Any]:
+    updates = result.updates
+    return {
+        "round": rnd,
+        "clients": [u.partition for u in updates],
+        "failed": result.failures,
+        "lr": lr,
+        "train_loss": sum(u.loss * u.num_samples for u in updates) / sum(u.num_samples for u in updates),
+        "client_model_loads": max(u.model_loads for u in updates),
+        "bytes_sent": result.bytes_sent,
+        "bytes_received": result.bytes_received,
+    }
+
+
+def finish(
+    cfg: RunConfig,
+    run_dir: Path,
+    sess: Session,
+    state: ServerState,
+    zero_shot: dict[str, float],
+    latest: dict[str, float],
+    history: list[dict[str, Any]],
+    started: float,
+) -> dict[str, Any]:
+    """Write the adapter (the global model; for Local, the mean-scored clients have no single
+    model, so the unchanged global one), the plot and the summary."""
+    load_trainable(sess.model, state.global_params)
     adapter_tmp = run_dir / "adapter.tmp"
     shutil.rmtree(adapter_tmp, ignore_errors=True)
     sess.model.save_pretrained(adapter_tmp)
@@ -220,13 +350,14 @@ def federate(
 
     plot_rounds(history, zero_shot, run_dir / "metrics.png")
     summary = {
+        "algorithm": cfg.algorithm,
         "zero_shot": zero_shot,
         "final": latest,
         "rounds": cfg.rounds,
         "seconds": time.perf_counter() - started,
         "seconds_per_round": sum(r["seconds"] for r in history) / len(history),
         "bytes_per_round": sum(r["bytes_sent"] + r["bytes_received"] for r in history) / len(history),
-        "trainable_parameters": sum(t.numel() for t in global_params.values()),
+        "trainable_parameters": sum(t.numel() for t in state.global_params.values()),
         "server_model_loads": LOADS["count"],
         "client_model_loads": max(r["client_model_loads"] for r in history),
     }

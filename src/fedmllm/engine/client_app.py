@@ -17,6 +17,7 @@ from flwr.clientapp import ClientApp
 from fedmllm.data.sample import Sample
 from fedmllm.engine.records import from_arrays, run_config, to_arrays
 from fedmllm.fl import client
+from fedmllm.fl.regularize import prox_weights, proximal
 from fedmllm.model.load import LOADS, load_trainable, session, trainable_state
 from fedmllm.run import model_spec
 from fedmllm.scenarios import split
@@ -55,7 +56,17 @@ def train(msg: Message, context: Context) -> Message:
     partition = partition_of(context)
     samples = shard(run["shard_dir"], partition)
     sess = session(model_spec(cfg))
-    load_trainable(sess.model, from_arrays(msg.content["arrays"]))
+    global_params = from_arrays(msg.content["arrays"])
+    load_trainable(sess.model, global_params)
+    weights = prox_weights(
+        list(global_params),
+        fedprox_mu=cfg.prox_mu if cfg.algorithm == "fedprox" else 0.0,
+        adaptive_mu=cfg.prox_mu * cfg.adaptive_mu_weight if cfg.adaptive_regularization else 0.0,
+        language_model=sess.family.language_model,
+        num_layers=sess.num_layers,
+        skip=cfg.adaptive_skip_layers,
+    )
+    correction = from_arrays(msg.content["correction"]) if "correction" in msg.content else None
     result = client.train(
         sess,
         samples,
@@ -64,6 +75,8 @@ def train(msg: Message, context: Context) -> Message:
         batch_size=cfg.batch_size,
         seed=cfg.seed * 1_000_003 + int(rnd["round"]) * 1_009 + partition,
         agnostic=cfg.prompt_augmentation,
+        regularizer=proximal(sess.model, global_params, weights) if weights else None,
+        correction=correction,
     )
     metrics = MetricRecord(
         {

@@ -15,9 +15,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedmllm.engine.records import from_arrays, run_config, to_arrays, to_config
 from fedmllm.errors import FedmllmError
-from fedmllm.fl import rules
 from fedmllm.progress import progress_printer
-from fedmllm.run import ClientUpdate, RoundResult, create_run_dir, federate
+from fedmllm.run import ClientUpdate, RoundResult, TrainJob, create_run_dir, federate
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +45,27 @@ class FlowerTransport:
             found[int(reply.content["info"]["partition-id"])] = reply.metadata.src_node_id
         return found
 
-    def train(self, nodes: list[int], params: rules.Params, run: dict[str, Any], rnd: dict[str, Any]) -> RoundResult:
-        arrays = to_arrays(params)
-        content = {"run": to_config(run), "round": to_config(rnd)}
-        messages = [
-            Message(RecordDict({"arrays": arrays, **content}), dst_node_id=node, message_type=MessageType.TRAIN)
-            for node in nodes
-        ]
-        result = RoundResult(updates=[], bytes_sent=arrays.count_bytes() * len(nodes))
+    def train(
+        self, jobs: list[TrainJob], nodes: dict[int, int], run: dict[str, Any], rnd: dict[str, Any]
+    ) -> RoundResult:
+        shared = {"run": to_config(run), "round": to_config(rnd)}
+        arrays = {}  # one record per distinct parameter set (FedAvg & co. send the same one to all)
+        messages = []
+        for job in jobs:
+            key = id(job.params)
+            arrays.setdefault(key, to_arrays(job.params))
+            content = {"arrays": arrays[key], **shared}
+            if job.correction is not None:
+                content["correction"] = to_arrays(job.correction)
+            messages.append(
+                Message(RecordDict(content), dst_node_id=nodes[job.partition], message_type=MessageType.TRAIN)
+            )
+        result = RoundResult(updates=[])
+        result.bytes_sent = sum(
+            m.content["arrays"].count_bytes()
+            + (m.content["correction"].count_bytes() if "correction" in m.content else 0)
+            for m in messages
+        )
         for reply in self.grid.send_and_receive(messages):
             if reply.has_error():
                 result.failures.append(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
@@ -66,6 +78,7 @@ class FlowerTransport:
                     params=from_arrays(reply.content["arrays"]),
                     num_samples=int(metrics["num-examples"]),
                     loss=float(metrics["train-loss"]),
+                    steps=int(metrics["steps"]),
                     model_loads=int(metrics["model-loads"]),
                 )
             )

@@ -7,7 +7,6 @@ bare loop reaches the same weights.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,10 +18,8 @@ from fedmllm.model.collate import collate, encode
 
 if TYPE_CHECKING:
     from fedmllm.model.load import Session
+from fedmllm.fl.regularize import Regularizer
 from fedmllm.scenarios.prompts import target_text
-
-# extra loss term on the current model (FedProx, adaptive regularisation); None for FedAvg
-Regularizer = Callable[[torch.nn.Module], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -49,9 +46,14 @@ def train(
     weight_decay: float = 0.0,
     max_grad_norm: float = 1.0,
     regularizer: Regularizer | None = None,
+    correction: dict[str, torch.Tensor] | None = None,
 ) -> LocalResult:
+    """K local AdamW steps. `regularizer` adds a term to the loss (FedProx, adaptive window);
+    `correction` (SCAFFOLD's c - c_k, by parameter name) is added to every gradient."""
     model, processor = sess.model, sess.processor
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    corrections = [(p, correction[n].to(p.device, p.dtype)) for n, p in named] if correction else []
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     pad_id = processor.tokenizer.pad_token_id
     model.train()
@@ -68,6 +70,8 @@ def train(
             loss = loss + regularizer(model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for p, c in corrections:  # a tensor without gradient (no image in the batch) still drifts back
+            p.grad = c.clone() if p.grad is None else p.grad.add_(c)
         if max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()

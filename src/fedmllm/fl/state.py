@@ -1,0 +1,26 @@
+"""All server-side state of a run in one object, so a checkpoint can save and restore it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from fedmllm.fl.rules import Params, State
+
+
+@dataclass
+class ServerState:
+    global_params: Params
+    round: int = 0
+    buffers: State = field(default_factory=dict)  # server optimiser moments / momentum, by name
+    control: Params = field(default_factory=dict)  # SCAFFOLD's server control variate c
+    client_controls: dict[int, Params] = field(default_factory=dict)  # SCAFFOLD's c_k, by partition
+    client_models: dict[int, Params] = field(default_factory=dict)  # Local baseline: each client's own model
+    sampler: random.Random = field(default_factory=random.Random)  # client sampling, seeded per run
+
+    @classmethod
+    def start(cls, params: Params, seed: int) -> ServerState:
+        return cls(global_params=params, sampler=random.Random(seed))
+
+    def sample(self, num_clients: int, count: int) -> list[int]:
+        return sorted(self.sampler.sample(range(num_clients), count))
