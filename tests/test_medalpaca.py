@@ -66,11 +66,11 @@ def test_any_single_json_is_accepted(tmp_path):
 
 
 def test_no_or_several_json_files(tmp_path):
-    with pytest.raises(FedmllmError, match=f"no {medalpaca.FILENAME} and no other"):
+    with pytest.raises(FedmllmError, match=f"no '{medalpaca.FILENAME}' and no other"):
         medalpaca.load(tmp_path, "train")
     write_items(tmp_path, ITEMS, name="a.json")
     write_items(tmp_path, ITEMS, name="b.json")
-    with pytest.raises(FedmllmError, match=r"several \*.json files \(a.json, b.json\)"):
+    with pytest.raises(FedmllmError, match=r"2 \*.json files \(a.json, b.json\); keep only one"):
         medalpaca.load(tmp_path, "train")
 
 

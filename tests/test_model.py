@@ -120,3 +120,15 @@ def test_unreadable_image_names_file(tiny_session, tmp_path):
     bad.write_bytes(b"not a png")
     with pytest.raises(FedmllmError, match="broken.png: cannot read image of sample 7"):
         encode(tiny_session.processor, meme(7, bad, "x", 0), None)
+
+
+def test_adaptive_window_on_the_tiny_model(tiny_session):
+    from fedmllm.fl.regularize import layer_of, prox_weights
+
+    names = list(trainable_state(tiny_session.model))
+    lm = tiny_session.family.language_model
+    weights = prox_weights(
+        names, fedprox_mu=0.0, adaptive_mu=1e-3, language_model=lm, num_layers=tiny_session.num_layers, skip=4
+    )
+    assert {layer_of(n, lm) for n in weights} == {1, 2}  # 4 layers, s clamped to 1
+    assert len(weights) == 2 * 4 * 2  # 2 layers x q/k/v/o x lora_A/lora_B

@@ -175,11 +175,11 @@ def test_vqa_rad_json_file_choice(tmp_path):
     (folder / "notes.json").write_text("[]")
     assert vqa_rad.find_json(folder) == folder / vqa_rad.DEFAULT_FILE  # the published name wins
     (folder / vqa_rad.DEFAULT_FILE).rename(folder / "other.json")
-    with pytest.raises(FedmllmError, match=r"2 JSON files \(notes.json, other.json\)"):
+    with pytest.raises(FedmllmError, match=r"2 \*.json files \(notes.json, other.json\)"):
         vqa_rad.load(folder, "train")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FedmllmError, match=f"{re.escape(str(empty))}: no VQA-RAD JSON file"):
+    with pytest.raises(FedmllmError, match=f"{re.escape(str(empty))}: no 'VQA_RAD Dataset Public.json' and no other"):
         vqa_rad.load(empty, "train")
     with pytest.raises(FedmllmError, match=r"vqa_rad: unknown split 'dev' \(choose from \['train', 'test'\]\)"):
         vqa_rad.load(folder, "dev")

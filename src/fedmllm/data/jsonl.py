@@ -27,6 +27,20 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, obj
 
 
+def find_json_file(folder: Path, default: str) -> Path:
+    """`default` in `folder`, else the folder's only *.json file (copies are often renamed)."""
+    folder = Path(folder)
+    if (folder / default).is_file():
+        return folder / default
+    found = sorted(p for p in folder.glob("*.json") if p.is_file())
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise FedmllmError(f"{folder}: no '{default}' and no other *.json file")
+    names = ", ".join(p.name for p in found)
+    raise FedmllmError(f"{folder}: no '{default}' and {len(found)} *.json files ({names}); keep only one")
+
+
 def read_json_list(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """A file holding one JSON list of objects, as (location, object) pairs; the location names
     the file and the item index for error messages."""

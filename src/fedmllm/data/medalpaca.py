@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from fedmllm.data.jsonl import read_json_list, require
+from fedmllm.data.jsonl import find_json_file, read_json_list, require
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
 
@@ -29,18 +29,7 @@ def vocabulary() -> list[str]:
 
 
 def data_file(folder: Path) -> Path:
-    """FILENAME in `folder`, else the folder's only *.json file."""
-    folder = Path(folder)
-    path = folder / FILENAME
-    if path.is_file():
-        return path
-    found = sorted(p for p in folder.glob("*.json") if p.is_file())
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise FedmllmError(f"{folder}: no {FILENAME} and no other *.json file")
-    names = ", ".join(p.name for p in found)
-    raise FedmllmError(f"{folder}: no {FILENAME} and several *.json files ({names}); keep only one")
+    return find_json_file(folder, FILENAME)
 
 
 def held_out_indices(n: int) -> set[int]:

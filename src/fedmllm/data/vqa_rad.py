@@ -21,7 +21,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from fedmllm.data.jsonl import read_json_list, require
+from fedmllm.data.jsonl import find_json_file, read_json_list, require
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import medvqa
 from fedmllm.errors import FedmllmError
@@ -96,17 +96,7 @@ def vqa_sample(obj: dict[str, Any], image: Path, loc: str) -> Sample:
 
 def find_json(folder: Path) -> Path:
     """`VQA_RAD Dataset Public.json`, or the folder's only JSON file."""
-    folder = Path(folder)
-    default = folder / DEFAULT_FILE
-    if default.is_file():
-        return default
-    found = sorted(folder.glob("*.json"))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise FedmllmError(f"{folder}: no VQA-RAD JSON file ('{DEFAULT_FILE}' or one *.json) found")
-    names = ", ".join(p.name for p in found)
-    raise FedmllmError(f"{folder}: {len(found)} JSON files ({names}); expected '{DEFAULT_FILE}' or exactly one")
+    return find_json_file(folder, DEFAULT_FILE)
 
 
 def find_image(folder: Path, name: str, loc: str) -> Path:

@@ -17,12 +17,11 @@ all four label columns (`label`, `label_text`, `label_image`, `label_text_image`
 from __future__ import annotations
 
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedmllm.data import crisismmd
-from fedmllm.data.synthetic import memes
+from fedmllm.data.synthetic import memes, staging
 
 TOPICS = (
     ("flooding", "rain", "water"),
@@ -94,9 +93,7 @@ def write(folder: Path, sizes: dict[str, int], seed: int = 0, image_size: int = 
     Deterministic given (sizes, seed, image_size). Written into a temporary sibling and renamed,
     so an interrupted generation never leaves a half-written dataset behind.
     """
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted generation
+    folder, tmp = staging(folder)
     (tmp / crisismmd.FOLDER).mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     tweet_id = 900_000_000_000_000_000 + rng.randrange(10**16)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 from fedmllm.data import medalpaca
-from fedmllm.data.synthetic import memes
+from fedmllm.data.synthetic import memes, staging
 
 CORNERS = {"circle": "no", "square": "four", "triangle": "three"}
 
@@ -42,10 +41,7 @@ def write(folder: Path, sizes: dict[str, int], seed: int = 0) -> Path:
     The loader makes its own 90/10 split, so `sizes` only sets the total ("dev" is unused).
     Deterministic given (sizes, seed); written into a temporary sibling and renamed.
     """
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted generation
-    tmp.mkdir(parents=True)
+    folder, tmp = staging(folder)
     rng = random.Random(seed)
     cards = facts()
     rows = []

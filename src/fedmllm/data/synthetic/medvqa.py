@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
-from fedmllm.data.synthetic import memes
+from fedmllm.data.synthetic import memes, staging
 
 COLOURS = sorted({**memes.WARM, **memes.COOL})
 OPEN_COLOUR = "What colour is the lesion?"
@@ -87,14 +86,6 @@ def _scans(n_questions: int, rng: random.Random):
         yield spec, questions
 
 
-def _fresh(folder: Path) -> tuple[Path, Path]:
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted generation
-    tmp.mkdir(parents=True)
-    return folder, tmp
-
-
 def _dump(path: Path, items: list[dict[str, Any]]) -> None:
     path.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
@@ -106,7 +97,7 @@ def write_vqa_rad(folder: Path, sizes: dict[str, int], seed: int = 0, image_size
     `phrase_type` ("freeform" / "test_freeform"), so the loader takes the official test split.
     Deterministic given (sizes, seed, image_size); written into a sibling and renamed.
     """
-    folder, tmp = _fresh(folder)
+    folder, tmp = staging(folder)
     (tmp / VQA_RAD_IMAGES).mkdir()
     rng = random.Random(seed)
     items: list[dict[str, Any]] = []
@@ -149,7 +140,7 @@ def write_slake(folder: Path, sizes: dict[str, int], seed: int = 0, image_size: 
     fourth scan also gets a Chinese (q_lang "zh") closed question, which the loader filters out
     by default. Deterministic given (sizes, seed, image_size); written into a sibling and renamed.
     """
-    folder, tmp = _fresh(folder)
+    folder, tmp = staging(folder)
     rng = random.Random(seed)
     img_id, qid = 0, 0
     for split, file in SLAKE_FILES.items():

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from fedmllm.data.synthetic import staging
 
 WARM = {"red": (220, 40, 40), "orange": (240, 140, 20), "yellow": (230, 210, 30)}
 COOL = {"blue": (40, 70, 220), "green": (40, 170, 60), "purple": (140, 50, 200)}
@@ -99,9 +100,7 @@ def write(folder: Path, sizes: dict[str, int], seed: int = 0, image_size: int = 
     Deterministic given (sizes, seed, image_size). Written into a temporary sibling and renamed,
     so an interrupted generation never leaves a half-written dataset behind.
     """
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted generation
+    folder, tmp = staging(folder)
     (tmp / "img").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     next_id = 10000
