@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -41,11 +42,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("algos"))
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--strategies-for",
+        nargs="*",
+        default=ALGORITHMS,
+        choices=ALGORITHMS,
+        help="algorithms to combine with the strategies (default: all)",
+    )
+    parser.add_argument("--report-only", action="store_true", help="print the table of the finished cells only")
     args = parser.parse_args()
     results = {}
-    for algorithm, strategy in cells():
+    for algorithm, strategy in cells(args.strategies_for):
         run_dir = args.out / f"{algorithm}-{strategy}"
+        if args.report_only and not (run_dir / "summary.json").is_file():
+            continue
         if not (run_dir / "summary.json").is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished cell starts over
             start = time.perf_counter()
             cmd = [
                 sys.executable,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ def main() -> None:
     for scenario, param, value, flags in CELLS:
         run_dir = args.out / f"{scenario}-{param}{value}"
         if not (run_dir / "summary.json").is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished cell starts over
             start = time.perf_counter()
             cmd = [
                 sys.executable,

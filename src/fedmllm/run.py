@@ -186,13 +186,9 @@ def hyper(cfg: RunConfig) -> rules.ServerHyper:
 def jobs_for(cfg: RunConfig, state: ServerState, chosen: list[int]) -> list[TrainJob]:
     if cfg.algorithm == "local":  # each client continues its own model
         return [TrainJob(k, state.client_models.get(k, state.global_params)) for k in chosen]
-    if cfg.algorithm == "scaffold":
-        zeros = {n: torch.zeros_like(t) for n, t in state.global_params.items()}
-        c = state.control or zeros
-        return [
-            TrainJob(k, state.global_params, {n: c[n] - state.client_controls.get(k, zeros)[n] for n in c})
-            for k in chosen
-        ]
+    if cfg.algorithm == "scaffold":  # each client also gets its correction c - c_k
+        c = state.control
+        return [TrainJob(k, state.global_params, {n: c[n] - state.client_control(k)[n] for n in c}) for k in chosen]
     return [TrainJob(k, state.global_params) for k in chosen]
 
 
@@ -206,12 +202,10 @@ def server_update(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate
         state.global_params = updates[0].params
         return
     if cfg.algorithm == "scaffold":
-        w, zeros = state.global_params, {n: torch.zeros_like(t) for n, t in state.global_params.items()}
-        c = state.control or zeros
-        deltas = []
+        c, deltas = state.control, []
         for u in updates:  # c_k+ = c_k - c + (w - w_k) / (K * lr), computed here from what the client sent
-            c_k = state.client_controls.get(u.partition, zeros)
-            new = rules.scaffold_client_control(c_k, c, w, u.params, u.steps, lr)
+            c_k = state.client_control(u.partition)
+            new = rules.scaffold_client_control(c_k, c, state.global_params, u.params, u.steps, lr)
             deltas.append({n: new[n] - c_k[n] for n in new})
             state.client_controls[u.partition] = new
         state.control = rules.scaffold_controls(c, deltas, cfg.num_clients)

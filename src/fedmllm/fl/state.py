@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import torch
+
 from fedmllm.fl.rules import Params, State
 
 
@@ -20,7 +22,12 @@ class ServerState:
 
     @classmethod
     def start(cls, params: Params, seed: int) -> ServerState:
-        return cls(global_params=params, sampler=random.Random(seed))
+        zeros = {n: torch.zeros_like(t) for n, t in params.items()}
+        return cls(global_params=params, control=zeros, sampler=random.Random(seed))
+
+    def client_control(self, partition: int) -> Params:
+        """SCAFFOLD's c_k; zero until the client has trained once."""
+        return self.client_controls.get(partition) or {n: torch.zeros_like(t) for n, t in self.control.items()}
 
     def sample(self, num_clients: int, count: int) -> list[int]:
         return sorted(self.sampler.sample(range(num_clients), count))
