@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-ALGORITHMS = ["local", "centralized", "fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "scaffold"]
+ALGORITHMS = ["fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "scaffold", "centralized", "local"]
 STRATEGIES = {
     "none": [],
     "prompt_aug": ["--prompt-augmentation"],
@@ -25,14 +25,15 @@ STRATEGIES = {
 }
 
 
-def cells() -> list[tuple[str, str]]:
-    """Plain runs of every algorithm first, then the strategies (adaptive regularization needs a
-    global model to pull towards, so Local and Centralized get prompt augmentation only)."""
+def cells(with_strategies: list[str]) -> list[tuple[str, str]]:
+    """Plain runs of every algorithm first, then the strategies for `with_strategies` (adaptive
+    regularization needs a global model to pull towards, so Local and Centralized get prompt
+    augmentation only)."""
     first = [(a, "none") for a in ALGORITHMS]
     rest = [
         (a, s)
+        for a in with_strategies
         for s in ("prompt_aug", "adaptive_reg", "both")
-        for a in ALGORITHMS
         if not (a in ("local", "centralized") and s != "prompt_aug")
     ]
     return first + rest
@@ -78,6 +79,8 @@ def main() -> None:
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             print(f"{run_dir.name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         results[algorithm, strategy] = json.loads((run_dir / "summary.json").read_text())
+    if not results:
+        sys.exit(f"{args.out}: no finished cells")
     zero = next(iter(results.values()))["zero_shot"]
     print("| algorithm | " + " | ".join(f"{s} AUC / acc" for s in STRATEGIES) + " |")
     print("|---|" + "---|" * len(STRATEGIES))
