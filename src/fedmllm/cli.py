@@ -126,7 +126,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     out = Path(cfg.out or "clients-preview")
     if out.exists() and any(out.iterdir()):
         raise FedmllmError(f"{out}: folder exists and is not empty (choose another --out)")
-    tests = prepare_data(cfg, out)
+    _, tests = prepare_data(cfg, out)
     rows = json.loads((out / "clients" / "summary.json").read_text())
     table = Table(title=f"{cfg.dataset}: scenario {cfg.scenario}, {cfg.num_clients} clients ({out / 'clients'})")
     for col in ("client", "samples", "labels", "image+text", "image", "text", "neither"):

@@ -131,8 +131,8 @@ def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> l
     return registry.load_split(name, folder, split_name)
 
 
-def prepare_data(cfg: RunConfig, run_dir: Path) -> dict[str, list[Sample]]:
-    """Build and write the client shards; return the test sets by name ("test", and "ood")."""
+def prepare_data(cfg: RunConfig, run_dir: Path) -> tuple[list[list[Sample]], dict[str, list[Sample]]]:
+    """Build and write the client shards; return them and the test sets by name ("test", "ood")."""
     train = load_dataset(cfg.dataset, cfg.data_dir, cfg, "train")
     text_train = (
         load_dataset(cfg.text_dataset, cfg.text_data_dir, cfg, "train") if cfg.scenario == "cross_task" else None
@@ -150,7 +150,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path) -> dict[str, list[Sample]]:
         len(shards),
         {k: len(v) for k, v in tests.items()},
     )
-    return tests
+    return shards, tests
 
 
 def evaluate(sess: Session, tests: dict[str, list[Sample]], cfg: RunConfig, full: bool) -> dict[str, float]:
@@ -256,7 +256,7 @@ def federate(
     """Run every round and write the run folder; returns the summary."""
     started = time.perf_counter()
     write_config(cfg, run_dir / "config.toml")
-    tests = prepare_data(cfg, run_dir)
+    shards, tests = prepare_data(cfg, run_dir)
     sess = session(model_spec(cfg))
     state = ServerState.start(sess.initial, cfg.seed)  # not the model's tensors: the process may have run before
     load_trainable(sess.model, state.global_params)
@@ -267,7 +267,7 @@ def federate(
     nodes: dict[int, int] = {}
     pooled: list[Sample] = []
     if cfg.algorithm == "centralized":
-        pooled = [s for k in range(cfg.num_clients) for s in split.read(split.shard_path(run_dir / "clients", k))]
+        pooled = [s for shard in shards for s in shard]
     else:
         nodes = transport.partitions(run_msg)
         if sorted(nodes) != list(range(cfg.num_clients)):
