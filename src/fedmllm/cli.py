@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fedmllm import __version__
+from fedmllm.bench.matrix import PRESETS
 from fedmllm.config import RunConfig, load
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import MAIN_METRICS, progress_printer
@@ -54,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("--config", type=Path, help="a TOML or YAML file of config keys")
     add_config_flags(prepare)
+    bench = sub.add_parser(
+        "bench",
+        help="run a benchmark matrix (resumable) and write results.csv, tables.md and plots",
+        description="Run every cell of a matrix file through the same recipe as `fedmllm run`, one run "
+        "folder per cell under OUT/cells. Rerunning skips finished cells; an interrupted cell starts over.",
+    )
+    source = bench.add_mutually_exclusive_group(required=True)
+    source.add_argument("matrix", nargs="?", type=Path, help="a TOML or YAML matrix file")
+    source.add_argument("--preset", choices=PRESETS, help="a shipped matrix: quick (tiny model, CPU) or paper (GPU)")
+    bench.add_argument("--out", type=Path, required=True, help="the bench folder (created, or resumed)")
+    bench.add_argument("--retry-failed", action="store_true", help="run cells that failed before again")
+    bench.add_argument("--verbose", action="store_true", help="print every round and Flower's own logs")
+    report = sub.add_parser("report", help="rebuild a bench folder's tables and plots from its finished cells")
+    report.add_argument("out", type=Path, help="the bench folder")
     return parser
 
 
@@ -145,6 +160,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from fedmllm.bench.tracking import Tracker
     from fedmllm.engine.simulation import simulate
     from fedmllm.run import create_run_dir, preflight
 
@@ -158,20 +174,56 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"{cfg.num_clients} clients, {cfg.rounds} rounds -> {run_dir}",
         flush=True,
     )
+    tracker = Tracker(run_dir, cfg, run_dir.name)
+    printer = progress_printer(cfg.rounds)
+
+    def report(row: dict[str, Any]) -> None:
+        printer(row)
+        tracker.log(row)
+
     try:
-        summary = simulate(cfg, run_dir, report=progress_printer(cfg.rounds))
+        summary = simulate(cfg, run_dir, report=report)
     except FedmllmError:
+        tracker.close(failed=True)
         # the folder holds only what this run derived; remove it so a rerun starts clean
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    tracker.close()
     print_summary(summary, run_dir)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from fedmllm.bench import matrix, report, runner
+    from fedmllm.engine import simulation  # noqa: F401  (Flower resets its log level on import)
+
+    quiet_flower(args.verbose)
+    if not args.verbose:  # one line per cell; the cells' own logs are in their folders
+        logging.getLogger("fedmllm").setLevel(logging.WARNING)
+    path = args.matrix or matrix.preset_path(args.preset)
+    outcome = runner.run_bench(matrix.read(path), args.out, args.retry_failed, args.verbose)
+    counts = report.write_report(args.out)
+    print(
+        f"{counts['finished']}/{counts['cells']} cells finished ({outcome.ran} run now, {len(outcome.failed)} failed): "
+        f"{args.out / 'tables.md'}, {args.out / 'results.csv'}, {args.out / 'plots'}"
+    )
+    if outcome.failed:
+        raise FedmllmError(
+            f"{len(outcome.failed)} cell(s) failed (see error.json in each):\n  " + "\n  ".join(outcome.failed)
+        )
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from fedmllm.bench.report import write_report
+
+    counts = write_report(args.out)
+    print(f"{counts['finished']}/{counts['cells']} cells finished, {counts['failed']} failed: {args.out / 'tables.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
-        {"run": cmd_run, "data": cmd_prepare}[args.command](args)
+        {"run": cmd_run, "data": cmd_prepare, "bench": cmd_bench, "report": cmd_report}[args.command](args)
     except FedmllmError as e:
         print(f"fedmllm: error: {e}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ class RunConfig:
     data_dir: str = _f("", "folder of the dataset as published; empty = offline synthetic twin")
     synthetic_train: int = _f(1000, "training samples of the synthetic twin")
     synthetic_test: int = _f(200, "test samples of the synthetic twin")
+    synthetic_seed: int = _f(0, "seed of the synthetic twin's content (fixed, like a published dataset)")
     # heterogeneity scenario
     num_clients: int = _f(10, "number of clients")
     partition: str = _f("dirichlet", "how training samples are split over clients", ("dirichlet", "iid"))
@@ -83,6 +84,7 @@ class RunConfig:
     eval_every: int = _f(1, "evaluate the global model every N rounds (the last round always)")
     eval_batch_size: int = _f(32, "evaluation batch size")
     generate_eval: bool = _f(True, "also score by greedy generation + option-letter parsing (zero-shot and final)")
+    eval_views: bool = _f(True, "also score the test set with the image only and the text only (zero-shot and final)")
     seed: int = _f(0, "seed of data, partition, sampling and training")
     out: str = _f("", "run folder; empty = runs/<timestamp>")
 
@@ -153,7 +155,10 @@ def from_dict(values: dict[str, Any], source: str) -> RunConfig:
         if key not in TYPES:
             raise FedmllmError(f"{source}: unknown config key '{raw_key}'")
         clean[key] = coerce(key, value, source)
-    return RunConfig(**clean)
+    try:
+        return RunConfig(**clean)
+    except FedmllmError as e:
+        raise FedmllmError(f"{source}: {e}") from None
 
 
 def read_file(path: Path) -> dict[str, Any]:

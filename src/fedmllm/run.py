@@ -86,7 +86,6 @@ def model_spec(cfg: RunConfig) -> ModelSpec:
         device=cfg.device,
         dtype=cfg.dtype,
         trust_remote_code=cfg.trust_remote_code,
-        seed=cfg.seed,
     )
 
 
@@ -106,7 +105,7 @@ def create_run_dir(cfg: RunConfig) -> Path:
 def preflight(cfg: RunConfig) -> None:
     """Fail fast, before any engine starts: the data folder and the model source must exist.
     (Generates the synthetic data and builds the tiny model on first use.)"""
-    registry.resolve_folder(cfg.dataset, cfg.data_dir, data_sizes(cfg), cfg.seed)
+    registry.resolve_folder(cfg.dataset, cfg.data_dir, data_sizes(cfg), cfg.synthetic_seed)
     check_model(model_spec(cfg))
 
 
@@ -127,7 +126,7 @@ def write_config(cfg: RunConfig, path: Path) -> None:
 
 
 def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> list[Sample]:
-    folder = registry.resolve_folder(name, data_dir, data_sizes(cfg), cfg.seed)
+    folder = registry.resolve_folder(name, data_dir, data_sizes(cfg), cfg.synthetic_seed)
     return registry.load_split(name, folder, split_name)
 
 
@@ -155,8 +154,9 @@ def prepare_data(cfg: RunConfig, run_dir: Path) -> tuple[list[list[Sample]], dic
 
 def evaluate(sess: Session, tests: dict[str, list[Sample]], cfg: RunConfig, full: bool) -> dict[str, float]:
     """Metrics of the main test set; with `full` (zero-shot and final) also generation scoring,
-    the out-of-domain set ("ood_" keys) and, where samples have both modalities, the same test
-    items with the image only and the text only ("image_only_" / "text_only_" keys)."""
+    the out-of-domain set ("ood_" keys) and, with `eval_views` where samples have both
+    modalities, the same test items with the image only and the text only ("image_only_" /
+    "text_only_" keys)."""
     kwargs = {"batch_size": cfg.eval_batch_size, "agnostic": cfg.prompt_augmentation}
     test = tests["test"]
     result = evaluate_samples(sess, test, generate=full and cfg.generate_eval, **kwargs)
@@ -164,7 +164,7 @@ def evaluate(sess: Session, tests: dict[str, list[Sample]], cfg: RunConfig, full
         return result
     if "ood" in tests:
         result |= {f"ood_{k}": v for k, v in evaluate_samples(sess, tests["ood"], **kwargs).items()}
-    if all(s.image is not None and s.text is not None for s in test):
+    if cfg.eval_views and all(s.image is not None and s.text is not None for s in test):
         for view, drop in (("image_only", {"text": True}), ("text_only", {"image": True})):
             scores = evaluate_samples(sess, [s.drop(**drop) for s in test], **kwargs)
             result |= {f"{view}_{k}": v for k, v in scores.items()}

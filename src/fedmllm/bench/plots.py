@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,46 @@ def plot_rounds(history: list[dict[str, Any]], zero_shot: dict[str, float], path
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title("global model per round (dashed: zero-shot)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bars(data: dict[str, dict[Any, list[float]]], metric: str, title: str, path: Path) -> None:
+    """One group of bars per scenario value, one bar per method, error bars = std over seeds."""
+    values = list(dict.fromkeys(v for per in data.values() for v in per))
+    width = 0.8 / max(1, len(data))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(values) + 0.25 * len(data)), 4))
+    for i, (method, per) in enumerate(data.items()):
+        xs = [j + (i - (len(data) - 1) / 2) * width for j, v in enumerate(values) if v in per]
+        means = [statistics.fmean(per[v]) for v in values if v in per]
+        stds = [statistics.stdev(per[v]) if len(per[v]) > 1 else 0.0 for v in values if v in per]
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=method, color=f"C{i % 10}")
+    ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(per_method: dict[str, list[list[dict[str, Any]]]], metric: str, title: str, path: Path) -> None:
+    """The metric per round for each method, mean over seeds (rounds every seed evaluated)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (method, histories) in enumerate(per_method.items()):
+        rounds = sorted(set.intersection(*({r["round"] for r in h if metric in r} for h in histories)))
+        means = [statistics.fmean(next(r[metric] for r in h if r["round"] == t) for h in histories) for t in rounds]
+        style = "--" if method.startswith(("local", "centralized")) else "-"
+        ax.plot(rounds, means, style, marker="o", markersize=3, label=method, color=f"C{i % 10}")
+    ax.set_xlabel("round (0 = zero-shot)")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

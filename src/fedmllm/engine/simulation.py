@@ -17,12 +17,24 @@ from fedmllm.engine.server_app import FlowerTransport
 from fedmllm.run import federate
 
 
+class NoClients:
+    """The transport of the Centralized baseline, which never reaches a client."""
+
+    def partitions(self, run: dict[str, Any]) -> dict[int, int]:
+        raise RuntimeError("the centralized baseline has no clients")
+
+    def train(self, jobs: list, nodes: dict[int, int], run: dict[str, Any], rnd: dict[str, Any]) -> Any:
+        raise RuntimeError("the centralized baseline has no clients")
+
+
 def simulate(cfg: RunConfig, run_dir: Path, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the federation with one simulated SuperNode per client; returns the run summary.
 
     `run_simulation` hands the ServerApp an empty run config, so the app built here closes over
     `cfg`. An error inside the ServerApp is carried out and raised here, where the CLI reports it.
     """
+    if cfg.algorithm == "centralized":  # no clients: the pooled data trains in this process
+        return federate(cfg, run_dir, NoClients(), report)
     outcome: dict[str, Any] = {}
     server = ServerApp()
 

@@ -33,7 +33,6 @@ class ModelSpec:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
-    seed: int = 0
 
 
 @dataclass
@@ -70,10 +69,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise FedmllmError(f"dtype: '{dtype}' is not one of auto, float32, bfloat16, float16") from None
 
 
-def resolve_source(name: str, seed: int = 0) -> str:
-    """The path or hub id to hand to `from_pretrained`; builds the tiny model on first use."""
+def resolve_source(name: str) -> str:
+    """The path or hub id to hand to `from_pretrained`; builds the tiny model on first use (one
+    fixed checkpoint, like a hub model: run seeds never change the base weights)."""
     if name == tiny.NAME:
-        return str(tiny.ensure(seed=seed))
+        return str(tiny.ensure())
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -84,7 +84,7 @@ def resolve_source(name: str, seed: int = 0) -> str:
 
 def check_model(spec: ModelSpec) -> str:
     """The checkpoint's model type, after checking that its config loads and its family is known."""
-    source = resolve_source(spec.name, spec.seed)
+    source = resolve_source(spec.name)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError, ImportError) as e:
@@ -95,7 +95,7 @@ def check_model(spec: ModelSpec) -> str:
 
 def load_base(spec: ModelSpec) -> tuple[torch.nn.Module, object, str]:
     model_type = check_model(spec)
-    source = resolve_source(spec.name, spec.seed)
+    source = resolve_source(spec.name)
     device = resolve_device(spec.device)
     try:
         processor = load_processor(source, trust_remote_code=spec.trust_remote_code)
@@ -122,7 +122,9 @@ def wrap_lora(model: torch.nn.Module, family: Family, spec: ModelSpec) -> PeftMo
         modules_to_save=[family.projector],
         task_type="CAUSAL_LM",
     )
-    torch.manual_seed(spec.seed)  # LoRA A matrices are random: same seed, same initial adapter
+    # LoRA A matrices are random; a fixed seed makes the initial adapter part of the starting
+    # checkpoint, shared by every run seed (seeds vary data order, partitions and sampling)
+    torch.manual_seed(0)
     return get_peft_model(model, config)
 
 
