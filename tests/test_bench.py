@@ -134,6 +134,8 @@ def test_report_tables_by_hand(tmp_path):
     counts = report.write_report(tmp_path)
     assert counts == {"cells": 12, "finished": 11, "failed": 1}
     tables = (tmp_path / "tables.md").read_text()
+    assert "| method | missing=0.3 | missing=0.5 |" in tables  # the overview: all columns, means only
+    assert "| fedavg | 0.850 | 0.750 |" in tables
     assert "| method | 0.3 | 0.5 |" in tables
     assert "| zero-shot | 0.550 ± 0.071 | 0.550 ± 0.071 |" in tables  # zero-shot once per column and seed
     assert "| local | 0.650 ± 0.071 | 0.550 ± 0.071 |" in tables  # a reference row: never bold

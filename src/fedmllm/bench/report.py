@@ -164,6 +164,7 @@ def markdown(matrix: Matrix, rows: list[dict[str, Any]], failed: list[dict[str, 
         "finished). **Bold**: the best federated method per column (zero-shot, local and centralized "
         "are reference rows).",
     ]
+    lines += overview(matrix, rows)
     for (model, dataset, scenario), group in groups(rows).items():
         values = list(dict.fromkeys(r["scenario_value"] for r in group))
         swept = next(k for k, v in matrix.scenarios[scenario].items() if isinstance(v, list))
@@ -189,6 +190,28 @@ def markdown(matrix: Matrix, rows: list[dict[str, Any]], failed: list[dict[str, 
     if failed:
         lines += ["", "## failed cells", ""] + [f"- `{f['cell']}`: {f['error']}" for f in failed]
     return "\n".join(lines) + "\n"
+
+
+def overview(matrix: Matrix, rows: list[dict[str, Any]]) -> list[str]:
+    """Per model and dataset, the main metric of every scenario column side by side (mean over
+    seeds): the one table to read first."""
+    lines = []
+    by_dataset: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_dataset[r["model"], r["dataset"]].append(r)
+    for (model, dataset), group in by_dataset.items():
+        metric = table_metrics(matrix, dataset, group)[0]
+        columns = list(dict.fromkeys((r["scenario"], r["scenario_value"]) for r in group))
+        data = {
+            c: table(matrix, [r for r in group if (r["scenario"], r["scenario_value"]) == c], metric) for c in columns
+        }
+        methods = [m for m in method_order(matrix) if any(m in d for d in data.values())]
+        lines += ["", f"## Overview: {model} · {dataset} — {metric} (mean over seeds)", ""]
+        lines += ["| method | " + " | ".join(f"{s}={v}" for s, v in columns) + " |", "|---|" + "---:|" * len(columns)]
+        for method in methods:
+            cells = [f"{mean_std(d[method][c[1]])[0]:.3f}" if method in d else "" for c, d in data.items()]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def federated(method: str) -> bool:
