@@ -33,5 +33,5 @@ def test_local_keeps_each_clients_model():
 
 def test_sampling_is_seeded():
     a, b = ServerState.start({}, seed=4), ServerState.start({}, seed=4)
-    assert [a.sample(10, 3) for _ in range(5)] == [b.sample(10, 3) for _ in range(5)]
+    assert [a.sample(list(range(10)), 3) for _ in range(5)] == [b.sample(list(range(10)), 3) for _ in range(5)]
     assert RunConfig(client_fraction=0.25).sampled_per_round == 2  # round(2.5) = 2 (banker's)

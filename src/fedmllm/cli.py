@@ -69,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--verbose", action="store_true", help="print every round and Flower's own logs")
     report = sub.add_parser("report", help="rebuild a bench folder's tables and plots from its finished cells")
     report.add_argument("out", type=Path, help="the bench folder")
+    deploy = sub.add_parser("deploy", help="credentials for Flower's Deployment Engine (docs/deployment.md)")
+    deploy_sub = deploy.add_subparsers(dest="deploy_command", required=True)
+    certs = deploy_sub.add_parser(
+        "certs", help="a development CA and a SuperLink TLS certificate (ca.crt, server.pem, server.key)"
+    )
+    certs.add_argument("--out", type=Path, required=True, help="folder for the files (never overwritten)")
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="a name or IP the SuperNodes dial, repeatable (localhost, 127.0.0.1 and ::1 are always included)",
+    )
+    keys = deploy_sub.add_parser("keys", help="SuperNode authentication keys (OpenSSH ECDSA P-384), one pair per name")
+    keys.add_argument("names", nargs="+", help="one name per SuperNode, e.g. hospital-a hospital-b")
+    keys.add_argument("--out", type=Path, required=True, help="folder for the keys (never overwritten)")
     return parser
 
 
@@ -219,11 +234,24 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"{counts['finished']}/{counts['cells']} cells finished, {counts['failed']} failed: {args.out / 'tables.md'}")
 
 
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from fedmllm.deploy.certs import write_dev_certs, write_node_keys
+
+    if args.deploy_command == "certs":
+        hosts = list(dict.fromkeys(["localhost", "127.0.0.1", "::1", *args.host]))
+        for name, path in write_dev_certs(args.out, hosts).items():
+            print(f"{name}: {path}")
+        return
+    for name, (private, public) in write_node_keys(args.out, args.names).items():
+        print(f"{name}: {private} (for its SuperNode) and {public} (for `flwr supernode register`)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
-        {"run": cmd_run, "data": cmd_prepare, "bench": cmd_bench, "report": cmd_report}[args.command](args)
+        commands = {"run": cmd_run, "data": cmd_prepare, "bench": cmd_bench, "report": cmd_report, "deploy": cmd_deploy}
+        commands[args.command](args)
     except FedmllmError as e:
         print(f"fedmllm: error: {e}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ ALGORITHMS = (
     "fedmedian", "fedtrimmedavg", "krum", "local", "centralized",
 )  # fmt: skip
 ADAPTIVE = ("fedadagrad", "fedadam", "fedyogi")
+MEAN_BASED = ("fedavg", "fedprox", "fedavgm", *ADAPTIVE)  # what a secure sum can serve
 DATASET_NAMES = ("hateful_memes", "crisismmd", "vqa_rad", "slake", "medalpaca")  # = data.registry.DATASETS
 
 
@@ -78,6 +79,23 @@ class RunConfig:
     batch_size: int = _f(8, "local batch size (paper: effective 4)")
     lr: float = _f(1e-3, "client AdamW peak learning rate (paper: 2e-5 for real checkpoints)")
     warmup: float = _f(0.01, "fraction of rounds of linear warm-up before the cosine decay")
+    min_clients: int = _f(1, "a round completes if at least this many sampled clients reply (lost nodes are logged)")
+    round_timeout: float = _f(0.0, "seconds to wait for a round's replies; 0 = until each replies or is reported lost")
+    client_data: str = _f(
+        "split",
+        "split: the server splits `dataset` into client shards; node: each SuperNode reads its own data "
+        "named by its node config (`shard` or `data-dir`), the server holds only the test set",
+        ("split", "node"),
+    )
+    dp: str = _f(
+        "none",
+        "differential privacy: clip updates on the client or on the server, then add "
+        "Gaussian noise to the aggregate (Flower's fixed-clipping DP)",
+        ("none", "client", "server"),
+    )
+    dp_noise_multiplier: float = _f(1.0, "DP: noise std = noise_multiplier * clipping_norm / sampled clients")
+    dp_clipping_norm: float = _f(1.0, "DP: L2 bound of each client's update (w_k - w)")
+    secagg: bool = _f(False, "aggregate with Flower's SecAgg+: the server sees only the sum of masked updates")
     client_cpus: float = _f(1.0, "CPU cores reserved per simulated client (Ray actor)")
     client_gpus: float = _f(0.0, "GPUs reserved per simulated client (e.g. 0.5 shares one GPU by two)")
     # evaluation and output
@@ -108,6 +126,23 @@ class RunConfig:
         for name in ("missing_rate", "hybrid_rate", "warmup", "lora_dropout", "client_fraction", "trim_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise FedmllmError(f"config key '{name}': must be in [0, 1], got {getattr(self, name)}")
+        if not 1 <= self.min_clients <= self.sampled_per_round and self.algorithm not in ("local", "centralized"):
+            raise FedmllmError(
+                f"config key 'min_clients': must be in [1, clients sampled per round = {self.sampled_per_round}]"
+            )
+        if self.dp != "none" and self.algorithm in ("local", "centralized"):
+            raise FedmllmError(f"config key 'dp': the {self.algorithm} baseline has no aggregate to make private")
+        if self.dp_noise_multiplier < 0 or self.dp_clipping_norm <= 0 or self.round_timeout < 0:
+            raise FedmllmError(
+                "config keys 'dp_noise_multiplier' and 'round_timeout' must be >= 0, 'dp_clipping_norm' > 0"
+            )
+        if self.secagg and (self.algorithm not in MEAN_BASED or self.dp == "server" or self.sampled_per_round < 2):
+            raise FedmllmError(
+                f"config key 'secagg': needs an algorithm that uses only the weighted mean ({', '.join(MEAN_BASED)}), "
+                "at least 2 clients per round, and dp 'none' or 'client' (the server never sees single updates)"
+            )
+        if self.client_data == "node" and self.algorithm == "centralized":
+            raise FedmllmError("config key 'client_data': 'node' keeps data on the nodes; centralized needs it pooled")
         if self.dirichlet_alpha <= 0 or self.lr <= 0:
             raise FedmllmError("config keys 'dirichlet_alpha' and 'lr' must be positive")
 

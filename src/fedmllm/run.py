@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from fedmllm.data import registry
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
 from fedmllm.evaluation.scoring import evaluate as evaluate_samples
-from fedmllm.fl import client, rules
+from fedmllm.fl import client, privacy, rules
 from fedmllm.fl.schedule import cosine_lr
 from fedmllm.fl.state import ServerState
 from fedmllm.model.load import (
@@ -48,6 +48,7 @@ class ClientUpdate:
     loss: float
     steps: int = 1
     model_loads: int = 1  # base-model loads so far in the client's process
+    clients: int = 1  # how many clients this update stands for (SecAgg+ returns one sum)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class RoundResult:
     bytes_sent: int = 0
     bytes_received: int = 0
     failures: list[str] = field(default_factory=list)
+    contributors: list[int] | None = None  # partitions in a secure aggregate; None: updates' own
 
 
 @dataclass
@@ -131,7 +133,13 @@ def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> l
 
 
 def prepare_data(cfg: RunConfig, run_dir: Path) -> tuple[list[list[Sample]], dict[str, list[Sample]]]:
-    """Build and write the client shards; return them and the test sets by name ("test", "ood")."""
+    """Build and write the client shards; return them and the test sets by name ("test", "ood").
+    With client_data = "node" the nodes hold the training data: no shards, only the test sets."""
+    tests = {"test": load_dataset(cfg.dataset, cfg.data_dir, cfg, "test")}
+    if cfg.ood_dataset:
+        tests["ood"] = load_dataset(cfg.ood_dataset, cfg.ood_data_dir, cfg, "test")
+    if cfg.client_data == "node":
+        return [], tests
     train = load_dataset(cfg.dataset, cfg.data_dir, cfg, "train")
     text_train = (
         load_dataset(cfg.text_dataset, cfg.text_data_dir, cfg, "train") if cfg.scenario == "cross_task" else None
@@ -139,9 +147,6 @@ def prepare_data(cfg: RunConfig, run_dir: Path) -> tuple[list[list[Sample]], dic
     shards = split.build(train, cfg, text_train)
     split.write(shards, run_dir / "clients")
     write_json(run_dir / "clients" / "summary.json", split.describe(shards))
-    tests = {"test": load_dataset(cfg.dataset, cfg.data_dir, cfg, "test")}
-    if cfg.ood_dataset:
-        tests["ood"] = load_dataset(cfg.ood_dataset, cfg.ood_data_dir, cfg, "test")
     log.info(
         "data: %s, %d train samples over %d clients; test sets: %s",
         cfg.dataset,
@@ -193,7 +198,11 @@ def jobs_for(cfg: RunConfig, state: ServerState, chosen: list[int]) -> list[Trai
 
 
 def server_update(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate], lr: float) -> None:
-    """Apply the algorithm's server rule to `state` (the rules themselves are pure functions)."""
+    """Apply the algorithm's server rule to `state` (the rules themselves are pure functions);
+    with DP, clip the updates (dp = "server"; "client": the clients did) and noise the result."""
+    if cfg.dp == "server":
+        clip = cfg.dp_clipping_norm
+        updates = [replace(u, params=privacy.clip_update(u.params, state.global_params, clip)) for u in updates]
     models, weights = [u.params for u in updates], [u.num_samples for u in updates]
     if cfg.algorithm == "local":
         state.client_models.update({u.partition: u.params for u in updates})
@@ -212,6 +221,9 @@ def server_update(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate
     state.global_params, state.buffers = rules.aggregate(
         cfg.algorithm, state.buffers, state.global_params, models, weights, hyper(cfg)
     )
+    if cfg.dp != "none":  # seeded by run and round (state.round is the last finished one)
+        std = privacy.noise_std(cfg.dp_noise_multiplier, cfg.dp_clipping_norm, sum(u.clients for u in updates))
+        state.global_params = privacy.add_noise(state.global_params, std, cfg.seed * 1_000_003 + state.round + 1)
 
 
 def centralized_round(
@@ -263,7 +275,9 @@ def federate(
     zero_shot = evaluate(sess, tests, cfg, full=True)
     report and report({"round": 0, **zero_shot})
 
-    run_msg = {**cfg.to_dict(), "shard_dir": str((run_dir / "clients").resolve())}
+    run_msg = cfg.to_dict()
+    if cfg.client_data == "split":
+        run_msg["shard_dir"] = str((run_dir / "clients").resolve())
     nodes: dict[int, int] = {}
     pooled: list[Sample] = []
     if cfg.algorithm == "centralized":
@@ -275,6 +289,7 @@ def federate(
                 f"the federation has partitions {sorted(nodes)}, but num_clients={cfg.num_clients} "
                 "(start as many SuperNodes as clients, with partition-id 0..num_clients-1)"
             )
+    alive = set(nodes)  # partitions still reachable; a lost client is not sampled again
     history: list[dict[str, Any]] = []
     latest: dict[str, float] = dict(zero_shot)
     for rnd in range(1, cfg.rounds + 1):
@@ -284,11 +299,18 @@ def federate(
             result = centralized_round(cfg, sess, state, pooled, rnd, lr)
         else:
             # Local: every client trains alone every round; the others sample clients
-            count = cfg.num_clients if cfg.algorithm == "local" else cfg.sampled_per_round
-            chosen = state.sample(cfg.num_clients, count)
+            count = len(alive) if cfg.algorithm == "local" else min(cfg.sampled_per_round, len(alive))
+            chosen = state.sample(sorted(alive), count)
             result = transport.train(jobs_for(cfg, state, chosen), nodes, run_msg, {"round": rnd, "lr": lr})
-        if not result.updates:
-            raise FedmllmError(f"round {rnd}: no client returned an update ({'; '.join(result.failures)})")
+            lost = sorted(set(chosen) - set(replied(result)))
+            if lost:
+                log.warning("round %d: lost client(s) %s, going on without: %s", rnd, lost, "; ".join(result.failures))
+                alive -= set(lost)
+        if not result.updates or len(replied(result)) < cfg.min_clients:
+            raise FedmllmError(
+                f"round {rnd}: {len(replied(result))} client(s) replied, fewer than min_clients={cfg.min_clients} "
+                f"({'; '.join(result.failures) or 'no failures reported'})"
+            )
         server_update(cfg, state, result.updates, lr)
         state.round = rnd
         row = round_row(rnd, lr, result)
@@ -306,14 +328,19 @@ def federate(
         with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         report and report(row)
-    return finish(cfg, run_dir, sess, state, zero_shot, latest, history, started)
+    lost = sorted(set(nodes) - alive)
+    return finish(cfg, run_dir, sess, state, zero_shot, latest, history, started, lost)
+
+
+def replied(result: RoundResult) -> list[int]:
+    return result.contributors if result.contributors is not None else [u.partition for u in result.updates]
 
 
 def round_row(rnd: int, lr: float, result: RoundResult) -> dict[str, Any]:
     updates = result.updates
     return {
         "round": rnd,
-        "clients": [u.partition for u in updates],
+        "clients": replied(result),
         "failed": result.failures,
         "lr": lr,
         "train_loss": sum(u.loss * u.num_samples for u in updates) / sum(u.num_samples for u in updates),
@@ -332,6 +359,7 @@ def finish(
     latest: dict[str, float],
     history: list[dict[str, Any]],
     started: float,
+    lost: list[int] | None = None,
 ) -> dict[str, Any]:
     """Write the adapter (the global model; for Local, the mean-scored clients have no single
     model, so the unchanged global one), the plot and the summary."""
@@ -354,6 +382,16 @@ def finish(
         "trainable_parameters": sum(t.numel() for t in state.global_params.values()),
         "server_model_loads": LOADS["count"],
         "client_model_loads": max(r["client_model_loads"] for r in history),
+        "lost_clients": lost or [],
     }
+    if cfg.dp != "none":
+        summary["privacy"] = {
+            "dp": cfg.dp,
+            "noise_multiplier": cfg.dp_noise_multiplier,
+            "clipping_norm": cfg.dp_clipping_norm,
+            "noise_std_per_round": [
+                privacy.noise_std(cfg.dp_noise_multiplier, cfg.dp_clipping_norm, len(r["clients"])) for r in history
+            ],
+        }
     write_json(run_dir / "summary.json", summary)
     return summary

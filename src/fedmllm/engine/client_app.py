@@ -8,15 +8,20 @@ deployment. The base model is loaded once per process (`model.load.session`) and
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedmllm.data import registry
 from fedmllm.data.sample import Sample
+from fedmllm.engine import secagg
 from fedmllm.engine.records import from_arrays, run_config, to_arrays
-from fedmllm.fl import client
+from fedmllm.errors import FedmllmError
+from fedmllm.fl import client, privacy
 from fedmllm.fl.regularize import prox_weights, proximal
 from fedmllm.model.load import LOADS, load_trainable, session, trainable_state
 from fedmllm.run import model_spec
@@ -32,10 +37,35 @@ def partition_of(context: Context) -> int:
 
 
 def shard(shard_dir: str, partition: int) -> list[Sample]:
-    path = split.shard_path(Path(shard_dir), partition)
+    return read_once(split.shard_path(Path(shard_dir), partition), split.read)
+
+
+def read_once(path: Path, read: Callable[[Path], list[Sample]]) -> list[Sample]:
     if path not in _SHARDS:
-        _SHARDS[path] = split.read(path)
+        _SHARDS[path] = read(path)
     return _SHARDS[path]
+
+
+def client_samples(run: dict[str, Any], context: Context) -> list[Sample]:
+    """This client's training data: its shard of the server's split (simulation, benchmarks) or,
+    with client_data = "node", the data its own node config names:
+    `shard = "/path/client_3.jsonl"` (a file written by `fedmllm data prepare`) or
+    `data-dir = "/path/to/dataset"` (the dataset as published) with an optional
+    `modality = "image" | "text"` (the site holds only that modality)."""
+    partition = partition_of(context)
+    if run["client_data"] == "split":
+        return shard(run["shard_dir"], partition)
+    node = context.node_config
+    if "shard" in node:
+        return read_once(Path(str(node["shard"])), split.read)
+    if "data-dir" not in node:
+        raise FedmllmError(f"partition {partition}: node config needs 'shard' or 'data-dir' (client_data = 'node')")
+    folder, kind = Path(str(node["data-dir"])), str(node.get("modality", "image+text"))
+    drops = {"image+text": {}, "image": {"text": True}, "text": {"image": True}}
+    if kind not in drops:
+        raise FedmllmError(f"partition {partition}: node config 'modality' = {kind!r}, not one of {list(drops)}")
+    samples = read_once(folder, lambda f: registry.load_split(str(run["dataset"]), f, "train"))
+    return [s.drop(**drops[kind]) for s in samples] if drops[kind] else samples
 
 
 @app.query()
@@ -43,20 +73,38 @@ def query(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds and how many samples it has."""
     run = dict(msg.content["run"])
     partition = partition_of(context)
-    info = MetricRecord({"partition-id": partition, "num-examples": len(shard(run["shard_dir"], partition))})
+    info = MetricRecord({"partition-id": partition, "num-examples": len(client_samples(run, context))})
     return Message(RecordDict({"info": info}), reply_to=msg)
 
 
-@app.train()
+@app.train(mods=[secagg.gate])
 def train(msg: Message, context: Context) -> Message:
-    run = dict(msg.content["run"])
-    rnd = dict(msg.content["round"])
+    """A plain round (the global adapter in "arrays", the config in "run"/"round") or the
+    training stage of a SecAgg+ round (the legacy FitIns layout; the reply is masked by the mod)."""
+    if secagg.is_secure(msg):
+        run, rnd, global_params = secagg.unpack(msg)
+        trained, metrics = fit(run, rnd, context, global_params, None)
+        return secagg.reply(msg, trained, global_params, int(metrics.pop("num-examples")), metrics)
+    global_params = from_arrays(msg.content["arrays"])
+    correction = from_arrays(msg.content["correction"]) if "correction" in msg.content else None
+    trained, metrics = fit(dict(msg.content["run"]), dict(msg.content["round"]), context, global_params, correction)
+    return Message(RecordDict({"arrays": to_arrays(trained), "metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def fit(
+    run: dict[str, Any],
+    rnd: dict[str, Any],
+    context: Context,
+    global_params: dict[str, torch.Tensor],
+    correction: dict[str, torch.Tensor] | None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train from the global tensors on this client's data; returns the trained tensors (clipped
+    when dp = "client") and the metrics the server reads."""
     cfg = run_config(run, "train message")
     torch.set_num_threads(max(1, int(cfg.client_cpus)))
     partition = partition_of(context)
-    samples = shard(run["shard_dir"], partition)
+    samples = client_samples(run, context)
     sess = session(model_spec(cfg))
-    global_params = from_arrays(msg.content["arrays"])
     load_trainable(sess.model, global_params)
     weights = prox_weights(
         list(global_params),
@@ -66,7 +114,6 @@ def train(msg: Message, context: Context) -> Message:
         num_layers=sess.num_layers,
         skip=cfg.adaptive_skip_layers,
     )
-    correction = from_arrays(msg.content["correction"]) if "correction" in msg.content else None
     result = client.train(
         sess,
         samples,
@@ -78,13 +125,14 @@ def train(msg: Message, context: Context) -> Message:
         regularizer=proximal(sess.model, global_params, weights) if weights else None,
         correction=correction,
     )
-    metrics = MetricRecord(
-        {
-            "partition-id": partition,
-            "num-examples": result.num_samples,
-            "train-loss": result.loss,
-            "steps": result.steps,
-            "model-loads": LOADS["count"],
-        }
-    )
-    return Message(RecordDict({"arrays": to_arrays(trainable_state(sess.model)), "metrics": metrics}), reply_to=msg)
+    metrics = {
+        "partition-id": partition,
+        "num-examples": result.num_samples,
+        "train-loss": result.loss,
+        "steps": result.steps,
+        "model-loads": LOADS["count"],
+    }
+    trained = trainable_state(sess.model)
+    if cfg.dp == "client":  # the update leaves this node clipped (the server adds the noise)
+        trained = privacy.clip_update(trained, global_params, cfg.dp_clipping_norm)
+    return trained, metrics

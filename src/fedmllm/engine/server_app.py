@@ -14,6 +14,7 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedmllm.engine.records import from_arrays, run_config, to_arrays, to_config
+from fedmllm.engine.secagg import SecureRounds
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import progress_printer
 from fedmllm.run import ClientUpdate, RoundResult, TrainJob, create_run_dir, federate
@@ -24,9 +25,11 @@ log = logging.getLogger(__name__)
 class FlowerTransport:
     """The recipe's view of a Flower Grid."""
 
-    def __init__(self, grid: Grid, wait_for_nodes: float = 120.0) -> None:
+    def __init__(self, grid: Grid, context: Context | None = None, wait_for_nodes: float = 120.0) -> None:
         self.grid = grid
         self.wait_for_nodes = wait_for_nodes
+        self.sizes: dict[int, int] = {}  # partition -> training samples, as each node reported
+        self.secure = SecureRounds(grid, context) if context is not None else None
 
     def partitions(self, run: dict[str, Any]) -> dict[int, int]:
         deadline = time.monotonic() + self.wait_for_nodes
@@ -42,12 +45,30 @@ class FlowerTransport:
         for reply in self.grid.send_and_receive(messages):
             if reply.has_error():
                 raise FedmllmError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-            found[int(reply.content["info"]["partition-id"])] = reply.metadata.src_node_id
+            partition = int(reply.content["info"]["partition-id"])
+            found[partition] = reply.metadata.src_node_id
+            self.sizes[partition] = int(reply.content["info"]["num-examples"])
         return found
+
+    def pull(self, sent: dict[str, Message], timeout: float) -> dict[str, Message]:
+        """Replies by the id of the message they answer, until all are in or `timeout` s pass
+        (0 = no limit: a lost node is answered by the SuperLink with an error)."""
+        deadline = time.monotonic() + timeout if timeout > 0 else float("inf")
+        replies: dict[str, Message] = {}
+        while len(replies) < len(sent):
+            for reply in self.grid.pull_messages(list(set(sent) - set(replies))):
+                replies[reply.metadata.reply_to_message_id] = reply
+            if len(replies) < len(sent):
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.25)
+        return replies
 
     def train(
         self, jobs: list[TrainJob], nodes: dict[int, int], run: dict[str, Any], rnd: dict[str, Any]
     ) -> RoundResult:
+        if run["secagg"]:
+            return self.train_secure(jobs, nodes, run, rnd)
         shared = {"run": to_config(run), "round": to_config(rnd)}
         arrays = {}  # one record per distinct parameter set (FedAvg & co. send the same one to all)
         messages = []
@@ -66,9 +87,24 @@ class FlowerTransport:
             + (m.content["correction"].count_bytes() if "correction" in m.content else 0)
             for m in messages
         )
-        for reply in self.grid.send_and_receive(messages):
-            if reply.has_error():
-                result.failures.append(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
+        partition_of = {nodes[job.partition]: job.partition for job in jobs}
+        sent: dict[str, Message] = {}
+        for message_id, message in zip(self.grid.push_messages(messages), messages, strict=True):
+            if message_id:
+                sent[message_id] = message
+            else:  # the SuperLink no longer knows the node
+                node = message.metadata.dst_node_id
+                result.failures.append(f"node {node} (partition {partition_of[node]}): unknown to the SuperLink")
+        replies = self.pull(sent, run.get("round_timeout", 0.0))
+        for message_id, message in sent.items():
+            reply = replies.get(message_id)
+            node = message.metadata.dst_node_id
+            where = f"node {node} (partition {partition_of[node]})"
+            if reply is None:
+                result.failures.append(f"{where}: no reply within round_timeout={run['round_timeout']} s")
+                continue
+            if reply.has_error():  # a lost node's error comes from the SuperLink, so name the addressee
+                result.failures.append(f"{where}: {reply.error.reason}")
                 continue
             metrics = reply.content["metrics"]
             result.bytes_received += reply.content["arrays"].count_bytes()
@@ -87,6 +123,36 @@ class FlowerTransport:
             log.warning("round %s: %s", rnd["round"], failure)
         return result
 
+    def train_secure(
+        self, jobs: list[TrainJob], nodes: dict[int, int], run: dict[str, Any], rnd: dict[str, Any]
+    ) -> RoundResult:
+        """One SecAgg+ round: a single update, the weighted mean, standing for every client that
+        took part (their sample counts and losses arrive in plaintext, as in Flower)."""
+        if self.secure is None:
+            raise FedmllmError("secagg needs the ServerApp's context (FlowerTransport(grid, context))")
+        params = jobs[0].params  # SecAgg+ algorithms send every client the same global tensors
+        node_ids = [nodes[job.partition] for job in jobs]
+        max_weight = max(self.sizes[job.partition] for job in jobs)
+        mean, clients, failed = self.secure.run(
+            node_ids, params, {"run": run, "round": rnd}, max_weight, run["round_timeout"]
+        )
+        contributors = sorted(int(c["partition-id"]) for c in clients)
+        lost = sorted({job.partition for job in jobs} - set(contributors))
+        result = RoundResult(updates=[], contributors=contributors)
+        result.failures = [f"partition {p}: dropped out of the SecAgg+ protocol" for p in lost]
+        per_message = sum(t.numel() for t in params.values())
+        result.bytes_sent = 4 * per_message * len(jobs)  # the global tensors, once per client (float32)
+        result.bytes_received = 8 * per_message * len(contributors)  # masked int64 vectors
+        if mean is None:
+            result.failures.append(f"secure aggregation halted ({failed} failure(s) reported)")
+            return result
+        total = sum(int(c["num-examples"]) for c in clients)
+        loss = sum(float(c["train-loss"]) * int(c["num-examples"]) for c in clients) / total
+        steps = max(int(c["steps"]) for c in clients)
+        loads = max(int(c["model-loads"]) for c in clients)
+        result.updates = [ClientUpdate(-1, mean, total, loss, steps, loads, clients=len(contributors))]
+        return result
+
 
 app = ServerApp()
 
@@ -94,4 +160,4 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = run_config(context.run_config, "[tool.flwr.app.config]")
-    federate(cfg, create_run_dir(cfg), FlowerTransport(grid), report=progress_printer(cfg.rounds))
+    federate(cfg, create_run_dir(cfg), FlowerTransport(grid, context), report=progress_printer(cfg.rounds))

@@ -41,7 +41,7 @@ def simulate(cfg: RunConfig, run_dir: Path, report: Callable[[dict[str, Any]], N
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid), report)
+            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid, context), report)
         except BaseException as e:
             outcome["error"] = e
             raise

@@ -29,5 +29,6 @@ class ServerState:
         """SCAFFOLD's c_k; zero until the client has trained once."""
         return self.client_controls.get(partition) or {n: torch.zeros_like(t) for n, t in self.control.items()}
 
-    def sample(self, num_clients: int, count: int) -> list[int]:
-        return sorted(self.sampler.sample(range(num_clients), count))
+    def sample(self, partitions: list[int], count: int) -> list[int]:
+        """`count` of the reachable `partitions` (while none is lost, the same draw as range(N))."""
+        return sorted(self.sampler.sample(partitions, count))

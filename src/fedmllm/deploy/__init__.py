@@ -1,0 +1,1 @@
+"""Run fedmllm on Flower's Deployment Engine: dev TLS certificates, SuperNode keys and a loopback launcher."""
