@@ -52,7 +52,10 @@ def test_loader_reads_published_fields(tmp_path):
         ('{"id": 1, "img": "img/10000.png", "text": "x"}', "train.jsonl:2: missing field 'label'"),
         ('{"id": 1, "img": "img/10000.png", "label": "1", "text": "x"}', "train.jsonl:2: field 'label' should be int"),
         ('{"id": 1, "img": "img/10000.png", "label": 3, "text": "x"}', "train.jsonl:2: field 'label' is 3"),
-        ('{"id": 1, "img": "img/nope.png", "label": 0, "text": "x"}', "train.jsonl:2: image file not found"),
+        (
+            '{"id": 1, "img": "img/nope.png", "label": 0, "text": "x"}',
+            "train.jsonl:2: field 'img': image file not found",
+        ),
         ("[1, 2]", "train.jsonl:2: expected a JSON object"),
     ],
 )

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from fedmllm.config import RunConfig
 from fedmllm.errors import FedmllmError
@@ -59,3 +60,36 @@ class AlwaysLosing(LosingTransport):
     def train(self, jobs, nodes, run, rnd):
         self.dead = jobs[0].partition  # whoever is sampled first is lost
         return super().train(jobs, nodes, run, rnd)
+
+
+class PoisoningTransport(LosingTransport):
+    """Partition 1 sends NaNs in round 2; partition 2 sends a 1000x step in round 3."""
+
+    def __init__(self) -> None:
+        super().__init__(dead=-1, from_round=99)
+
+    def train(self, jobs, nodes, run, rnd):
+        result = RoundResult(updates=[])
+        for job in jobs:
+            params = {n: t + 0.001 * (job.partition + 1) for n, t in job.params.items()}  # an honest small step
+            if job.partition == 1 and rnd["round"] == 2:
+                params = {n: torch.full_like(t, float("nan")) for n, t in job.params.items()}
+            if job.partition == 2 and rnd["round"] == 3:
+                params = {n: t + 1.0 for n, t in job.params.items()}
+            result.updates.append(ClientUpdate(job.partition, params, 10, 0.5))
+        return result
+
+
+def test_nan_and_outlier_updates_are_rejected_and_the_round_goes_on(tmp_path):
+    cfg = RunConfig(**{**SMALL, "clients_per_round": 4, "rounds": 3}, out=str(tmp_path))
+    summary = federate(cfg, tmp_path, PoisoningTransport())
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["failed"] == [] and rows[0]["clients"] == [0, 1, 2, 3]
+    assert rows[1]["failed"] == ["partition 1: update holds NaN/Inf values"] and rows[1]["clients"] == [0, 2, 3]
+    assert len(rows[2]["failed"]) == 1 and rows[2]["failed"][0].startswith("partition 2: update norm")
+    assert "x the others' median" in rows[2]["failed"][0] and rows[2]["clients"] == [0, 1, 3]
+    assert summary["lost_clients"] == []  # rejected for a round, not lost
+    from safetensors.torch import load_file
+
+    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert all(torch.isfinite(t).all() for t in adapter.values())

@@ -15,7 +15,7 @@ from typing import Any
 
 from fedmllm import __version__
 from fedmllm.bench.matrix import PRESETS
-from fedmllm.config import RunConfig, load
+from fedmllm.config import RunConfig, load, read_file
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import MAIN_METRICS, progress_printer
 
@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", type=Path, help="a TOML or YAML file of config keys")
     run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's own logs")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run folder from its last finished round (its config.toml; flags must agree with it)",
+    )
     add_config_flags(run)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     prepare = data.add_parser(
@@ -176,17 +182,29 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from fedmllm.bench.tracking import Tracker
+    from fedmllm.checkpoint import NAME as CHECKPOINT
     from fedmllm.engine.simulation import simulate
-    from fedmllm.run import create_run_dir, preflight
+    from fedmllm.run import check_same_config, create_run_dir, preflight
 
     quiet_flower(args.verbose)
 
-    cfg = load(args.config, overrides_from(args))
+    if args.resume:
+        run_dir = args.resume
+        if not (run_dir / "config.toml").is_file():
+            raise FedmllmError(f"{run_dir}: not a run folder (no config.toml)")
+        cfg = load(run_dir / "config.toml").replace(out=str(run_dir))
+        # keys given with --resume (file or flags) must describe the same run
+        raw = read_file(args.config) if args.config else {}
+        load(args.config)  # validates the file, naming it in errors
+        given = {k.replace("-", "_"): v for k, v in raw.items()} | overrides_from(args)
+        check_same_config(cfg.to_dict(), cfg.replace(**{k: v for k, v in given.items() if k != "out"}), run_dir)
+    else:
+        cfg = load(args.config, overrides_from(args))
     preflight(cfg)
-    run_dir = create_run_dir(cfg)
+    run_dir = args.resume or create_run_dir(cfg)
     print(
         f"fedmllm {__version__}: {cfg.algorithm} on {cfg.dataset} with model '{cfg.model}', "
-        f"{cfg.num_clients} clients, {cfg.rounds} rounds -> {run_dir}",
+        f"{cfg.num_clients} clients, {cfg.rounds} rounds -> {run_dir}" + (" (resumed)" if args.resume else ""),
         flush=True,
     )
     tracker = Tracker(run_dir, cfg, run_dir.name)
@@ -197,11 +215,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         tracker.log(row)
 
     try:
-        summary = simulate(cfg, run_dir, report=report)
+        summary = simulate(cfg, run_dir, report=report, resume=bool(args.resume))
     except FedmllmError:
         tracker.close(failed=True)
-        # the folder holds only what this run derived; remove it so a rerun starts clean
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not args.resume and not (run_dir / CHECKPOINT).exists():
+            # no round finished: the folder holds only what this run derived, so a rerun starts clean
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     tracker.close()
     print_summary(summary, run_dir)

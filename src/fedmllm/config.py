@@ -79,6 +79,10 @@ class RunConfig:
     batch_size: int = _f(8, "local batch size (paper: effective 4)")
     lr: float = _f(1e-3, "client AdamW peak learning rate (paper: 2e-5 for real checkpoints)")
     warmup: float = _f(0.01, "fraction of rounds of linear warm-up before the cosine decay")
+    reject_norm_factor: float = _f(
+        10.0,
+        "reject an update whose norm |w_k - w| is this many times the median of the others (0 = off); NaN/Inf always",
+    )
     min_clients: int = _f(1, "a round completes if at least this many sampled clients reply (lost nodes are logged)")
     round_timeout: float = _f(0.0, "seconds to wait for a round's replies; 0 = until each replies or is reported lost")
     client_data: str = _f(
@@ -132,9 +136,10 @@ class RunConfig:
             )
         if self.dp != "none" and self.algorithm in ("local", "centralized"):
             raise FedmllmError(f"config key 'dp': the {self.algorithm} baseline has no aggregate to make private")
-        if self.dp_noise_multiplier < 0 or self.dp_clipping_norm <= 0 or self.round_timeout < 0:
+        if min(self.dp_noise_multiplier, self.round_timeout, self.reject_norm_factor) < 0 or self.dp_clipping_norm <= 0:
             raise FedmllmError(
-                "config keys 'dp_noise_multiplier' and 'round_timeout' must be >= 0, 'dp_clipping_norm' > 0"
+                "config keys 'dp_noise_multiplier', 'round_timeout' and 'reject_norm_factor' must be >= 0, "
+                "'dp_clipping_norm' > 0"
             )
         if self.secagg and (self.algorithm not in MEAN_BASED or self.dp == "server" or self.sampled_per_round < 2):
             raise FedmllmError(

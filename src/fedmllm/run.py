@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
+from fedmllm import checkpoint
 from fedmllm.config import RunConfig
 from fedmllm.data import registry
 from fedmllm.data.sample import Sample
@@ -132,7 +134,9 @@ def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> l
     return registry.load_split(name, folder, split_name)
 
 
-def prepare_data(cfg: RunConfig, run_dir: Path) -> tuple[list[list[Sample]], dict[str, list[Sample]]]:
+def prepare_data(
+    cfg: RunConfig, run_dir: Path, write: bool = True
+) -> tuple[list[list[Sample]], dict[str, list[Sample]]]:
     """Build and write the client shards; return them and the test sets by name ("test", "ood").
     With client_data = "node" the nodes hold the training data: no shards, only the test sets."""
     tests = {"test": load_dataset(cfg.dataset, cfg.data_dir, cfg, "test")}
@@ -145,8 +149,9 @@ def prepare_data(cfg: RunConfig, run_dir: Path) -> tuple[list[list[Sample]], dic
         load_dataset(cfg.text_dataset, cfg.text_data_dir, cfg, "train") if cfg.scenario == "cross_task" else None
     )
     shards = split.build(train, cfg, text_train)
-    split.write(shards, run_dir / "clients")
-    write_json(run_dir / "clients" / "summary.json", split.describe(shards))
+    if write:  # a resumed run already has them (the same, rebuilt from the seed)
+        split.write(shards, run_dir / "clients")
+        write_json(run_dir / "clients" / "summary.json", split.describe(shards))
     log.info(
         "data: %s, %d train samples over %d clients; test sets: %s",
         cfg.dataset,
@@ -263,17 +268,31 @@ def evaluate_local(
 
 
 def federate(
-    cfg: RunConfig, run_dir: Path, transport: Transport, report: Callable[[dict[str, Any]], None] | None = None
+    cfg: RunConfig,
+    run_dir: Path,
+    transport: Transport,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run every round and write the run folder; returns the summary."""
+    """Run every round (with `resume`, every round after the run folder's checkpoint), writing
+    the metrics line and then the checkpoint after each; returns the summary."""
     started = time.perf_counter()
-    write_config(cfg, run_dir / "config.toml")
-    shards, tests = prepare_data(cfg, run_dir)
     sess = session(model_spec(cfg))
-    state = ServerState.start(sess.initial, cfg.seed)  # not the model's tensors: the process may have run before
-    load_trainable(sess.model, state.global_params)
-    zero_shot = evaluate(sess, tests, cfg, full=True)
-    report and report({"round": 0, **zero_shot})
+    if resume:
+        ckpt = checkpoint.load(run_dir)
+        check_same_config(ckpt.config, cfg, run_dir)
+        shards, tests = prepare_data(cfg, run_dir, write=False)
+        state, zero_shot, latest = ckpt.state, ckpt.zero_shot, ckpt.extra["latest"]
+        history = truncate_history(run_dir / "metrics.jsonl", state.round)
+        log.info("resuming %s after round %d of %d", run_dir, state.round, cfg.rounds)
+    else:
+        write_config(cfg, run_dir / "config.toml")
+        shards, tests = prepare_data(cfg, run_dir)
+        state = ServerState.start(sess.initial, cfg.seed)  # not the model's tensors: the process may have run before
+        load_trainable(sess.model, state.global_params)
+        zero_shot = evaluate(sess, tests, cfg, full=True)
+        latest, history = dict(zero_shot), []
+        report and report({"round": 0, **zero_shot})
 
     run_msg = cfg.to_dict()
     if cfg.client_data == "split":
@@ -289,10 +308,8 @@ def federate(
                 f"the federation has partitions {sorted(nodes)}, but num_clients={cfg.num_clients} "
                 "(start as many SuperNodes as clients, with partition-id 0..num_clients-1)"
             )
-    alive = set(nodes)  # partitions still reachable; a lost client is not sampled again
-    history: list[dict[str, Any]] = []
-    latest: dict[str, float] = dict(zero_shot)
-    for rnd in range(1, cfg.rounds + 1):
+    alive = set(ckpt.alive) if resume else set(nodes)  # a lost client is not sampled again
+    for rnd in range(state.round + 1, cfg.rounds + 1):
         t0 = time.perf_counter()
         lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
         if cfg.algorithm == "centralized":
@@ -306,6 +323,10 @@ def federate(
             if lost:
                 log.warning("round %d: lost client(s) %s, going on without: %s", rnd, lost, "; ".join(result.failures))
                 alive -= set(lost)
+        result.updates, rejected = screen(cfg, state, result.updates)
+        if rejected:
+            log.warning("round %d: rejected %s", rnd, "; ".join(rejected))
+            result.failures += rejected
         if not result.updates or len(replied(result)) < cfg.min_clients:
             raise FedmllmError(
                 f"round {rnd}: {len(replied(result))} client(s) replied, fewer than min_clients={cfg.min_clients} "
@@ -327,9 +348,60 @@ def federate(
         history.append(row)
         with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        # after the metrics line: a kill between the two reruns this round, whose line is then dropped
+        checkpoint.save(
+            run_dir, checkpoint.Checkpoint(state, zero_shot, sorted(alive), cfg.to_dict(), {"latest": latest})
+        )
         report and report(row)
     lost = sorted(set(nodes) - alive)
     return finish(cfg, run_dir, sess, state, zero_shot, latest, history, started, lost)
+
+
+def screen(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate]) -> tuple[list[ClientUpdate], list[str]]:
+    """Drop updates with NaN/Inf values, and (except for Local, whose clients start from their
+    own models) updates whose distance from the global model is `reject_norm_factor` times the
+    median of the others'. Returns the kept updates and a reason per rejected one."""
+    reasons = []
+    finite = []
+    for u in updates:
+        if all(bool(torch.isfinite(t).all()) for t in u.params.values()):
+            finite.append(u)
+        else:
+            reasons.append(f"partition {u.partition}: update holds NaN/Inf values")
+    if cfg.reject_norm_factor <= 0 or cfg.algorithm == "local" or len(finite) < 2:
+        return finite, reasons
+    norms = [privacy.update_norm(u.params, state.global_params) for u in finite]
+    kept = []
+    for i, u in enumerate(finite):
+        others = statistics.median(norms[:i] + norms[i + 1 :])
+        if others > 0 and norms[i] > cfg.reject_norm_factor * others:
+            reasons.append(
+                f"partition {u.partition}: update norm {norms[i]:.3g} > {cfg.reject_norm_factor:g} x the others' "
+                f"median {others:.3g}"
+            )
+        else:
+            kept.append(u)
+    return kept, reasons
+
+
+def check_same_config(recorded: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
+    wanted = cfg.to_dict()
+    changed = sorted(k for k in recorded.keys() | wanted.keys() if k != "out" and recorded.get(k) != wanted.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {recorded.get(k)!r} in the folder, {wanted.get(k)!r} now" for k in changed[:5])
+        raise FedmllmError(f"{run_dir}: the run folder belongs to a different config ({diffs})")
+
+
+def truncate_history(path: Path, last_round: int) -> list[dict[str, Any]]:
+    """The metrics lines up to the checkpoint's round; later ones (written before a kill) are
+    dropped from the file, atomically, since those rounds run again."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+    kept = [r for r in rows if r["round"] <= last_round]
+    if len(kept) != len(rows):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        tmp.replace(path)
+    return kept
 
 
 def replied(result: RoundResult) -> list[int]:

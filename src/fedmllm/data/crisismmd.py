@@ -22,6 +22,7 @@ import html
 import re
 from pathlib import Path
 
+from fedmllm.data.images import check_image
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError, where
 
@@ -140,8 +141,9 @@ def load(folder: Path, split: str, label_column: str = LABEL_COLUMN) -> list[Sam
         seen.add(key)
         relative = fields[col["image"]].strip()
         image = Path(folder) / relative
-        if not relative or not image.is_file():
-            raise FedmllmError(f"{loc}: column 'image': image file not found: {image}")
+        if not relative:
+            raise FedmllmError(f"{loc}: column 'image' is empty")
+        check_image(image, f"{loc}: column 'image'")
         samples.append(
             Sample(
                 id=key[1],

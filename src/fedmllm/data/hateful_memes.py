@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fedmllm.data.images import check_image
 from fedmllm.data.jsonl import read_jsonl, require
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError, where
@@ -37,9 +38,7 @@ def load(folder: Path, split: str) -> list[Sample]:
         if sample_id in seen:  # the published files repeat a few ids; keep the first
             continue
         seen.add(sample_id)
-        image = Path(folder) / img
-        if not image.is_file():
-            raise FedmllmError(f"{loc}: image file not found: {image}")
+        image = check_image(Path(folder) / img, f"{loc}: field 'img'")
         samples.append(
             Sample(
                 id=sample_id,

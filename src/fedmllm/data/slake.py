@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedmllm.data import vqa_rad
+from fedmllm.data.images import check_image
 from fedmllm.data.jsonl import read_json_list, require
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import medvqa
@@ -41,9 +42,7 @@ def load(folder: Path, split: str, language: str | None = "en") -> list[Sample]:
             continue
         sample_id = vqa_rad.read_qid(obj, loc)
         img_name = require(obj, "img_name", str, loc).strip()
-        image = folder / "imgs" / img_name
-        if not image.is_file():
-            raise FedmllmError(f"{loc}: field 'img_name': image file not found: {image}")
+        image = check_image(folder / "imgs" / img_name, f"{loc}: field 'img_name'")
         sample = vqa_rad.vqa_sample(obj, image, loc)
         if sample_id in seen:
             continue

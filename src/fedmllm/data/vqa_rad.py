@@ -21,6 +21,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from fedmllm.data.images import check_image
 from fedmllm.data.jsonl import find_json_file, read_json_list, require
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import medvqa
@@ -103,7 +104,7 @@ def find_image(folder: Path, name: str, loc: str) -> Path:
     for sub in IMAGE_DIRS:
         path = folder / sub / name
         if path.is_file():
-            return path
+            return check_image(path, f"{loc}: field 'image_name'")
     looked = " or ".join(f"'{folder / sub}'" for sub in IMAGE_DIRS)
     raise FedmllmError(f"{loc}: field 'image_name': image file not found: '{name}' (looked in {looked})")
 

@@ -27,21 +27,23 @@ class NoClients:
         raise RuntimeError("the centralized baseline has no clients")
 
 
-def simulate(cfg: RunConfig, run_dir: Path, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def simulate(
+    cfg: RunConfig, run_dir: Path, report: Callable[[dict[str, Any]], None] | None = None, resume: bool = False
+) -> dict[str, Any]:
     """Run the federation with one simulated SuperNode per client; returns the run summary.
 
     `run_simulation` hands the ServerApp an empty run config, so the app built here closes over
     `cfg`. An error inside the ServerApp is carried out and raised here, where the CLI reports it.
     """
     if cfg.algorithm == "centralized":  # no clients: the pooled data trains in this process
-        return federate(cfg, run_dir, NoClients(), report)
+        return federate(cfg, run_dir, NoClients(), report, resume)
     outcome: dict[str, Any] = {}
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid, context), report)
+            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid, context), report, resume)
         except BaseException as e:
             outcome["error"] = e
             raise

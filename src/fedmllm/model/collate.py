@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from fedmllm.data.images import IMAGE_ERRORS
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
 from fedmllm.scenarios.prompts import user_text
@@ -33,7 +34,7 @@ def open_image(sample: Sample) -> Image.Image:
     try:
         with Image.open(sample.image) as img:
             return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except IMAGE_ERRORS as e:
         raise FedmllmError(f"{sample.image}: cannot read image of sample {sample.id} ({e})") from None
 
 
