@@ -44,7 +44,7 @@ def plot_bars(data: dict[str, dict[Any, list[float]]], metric: str, title: str, 
     """One group of bars per scenario value, one bar per method, error bars = std over seeds."""
     values = list(dict.fromkeys(v for per in data.values() for v in per))
     width = 0.8 / max(1, len(data))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(values) + 0.25 * len(data)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(values) * (1 + 0.15 * len(data))), 4.5))
     for i, (method, per) in enumerate(data.items()):
         xs = [j + (i - (len(data) - 1) / 2) * width for j, v in enumerate(values) if v in per]
         means = [statistics.fmean(per[v]) for v in values if v in per]
@@ -55,7 +55,7 @@ def plot_bars(data: dict[str, dict[Any, list[float]]], metric: str, title: str, 
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
