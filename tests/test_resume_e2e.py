@@ -41,7 +41,7 @@ def kill_when(proc, ready, run_dir, delay, timeout=600):
         time.sleep(0.05)
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # killed, not finished
 
 
 @pytest.mark.slow
@@ -55,8 +55,10 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
         return len(path.read_text().splitlines()) if path.is_file() else 0
 
     cases = {
+        # after the last round's checkpoint, while the adapter and summary are written
+        "in-finish": dict(ready=lambda d: (d / "adapter.tmp").is_dir() or (d / "adapter").is_dir(), delay=0, env=None),
         # after round 1's line, during round 2's client steps
-        "in-round": dict(ready=lambda d: lines(d) >= 1, delay=1.5, env=None),
+        "in-round": dict(ready=lambda d: lines(d) >= 1, delay=0.3, env=None),
         # while round 2's checkpoint is being written (its metrics line is already there)
         "in-checkpoint": dict(ready=None, delay=0, env={"FEDMLLM_TEST_KILL_IN_CHECKPOINT": "2"}),
         # right after round 2's line
@@ -74,7 +76,6 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
             assert lines(run_dir) == 2 and (run_dir / "checkpoint.safetensors.tmp").is_file()
         else:
             kill_when(proc, case["ready"], run_dir, case["delay"])
-        assert not (run_dir / "summary.json").exists()
         output = finish(fedmllm("--resume", str(run_dir)))
         assert "(resumed)" in output
         assert rows(run_dir) == reference, name

@@ -436,10 +436,14 @@ def finish(
     """Write the adapter (the global model; for Local, the mean-scored clients have no single
     model, so the unchanged global one), the plot and the summary."""
     load_trainable(sess.model, state.global_params)
-    adapter_tmp = run_dir / "adapter.tmp"
+    adapter, adapter_tmp, adapter_old = (run_dir / name for name in ("adapter", "adapter.tmp", "adapter.old"))
     shutil.rmtree(adapter_tmp, ignore_errors=True)
     sess.model.save_pretrained(adapter_tmp)
-    adapter_tmp.replace(run_dir / "adapter")
+    if adapter.exists():  # a resumed run that was killed while finishing: one adapter folder at every instant
+        shutil.rmtree(adapter_old, ignore_errors=True)
+        adapter.replace(adapter_old)
+    adapter_tmp.replace(adapter)
+    shutil.rmtree(adapter_old, ignore_errors=True)
     from fedmllm.bench.plots import plot_rounds
 
     plot_rounds(history, zero_shot, run_dir / "metrics.png")
