@@ -15,7 +15,7 @@ from typing import Any
 
 from fedmllm import __version__
 from fedmllm.bench.matrix import PRESETS
-from fedmllm.config import RunConfig, load, read_file
+from fedmllm.config import RunConfig, from_dict, load, read_file
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import MAIN_METRICS, progress_printer
 
@@ -195,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         cfg = load(run_dir / "config.toml").replace(out=str(run_dir))
         # keys given with --resume (file or flags) must describe the same run
         raw = read_file(args.config) if args.config else {}
-        load(args.config)  # validates the file, naming it in errors
+        from_dict(raw, str(args.config))  # validates the file's keys and types, naming it in errors
         given = {k.replace("-", "_"): v for k, v in raw.items()} | overrides_from(args)
         check_same_config(cfg.to_dict(), cfg.replace(**{k: v for k, v in given.items() if k != "out"}), run_dir)
     else:

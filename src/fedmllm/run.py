@@ -119,8 +119,13 @@ def data_sizes(cfg: RunConfig) -> dict[str, int]:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
@@ -398,9 +403,7 @@ def truncate_history(path: Path, last_round: int) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
     kept = [r for r in rows if r["round"] <= last_round]
     if len(kept) != len(rows):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 
 

@@ -4,6 +4,7 @@ finished cells. Deterministic: the same cells give byte-identical tables."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import statistics
 from collections import defaultdict
@@ -13,7 +14,7 @@ from typing import Any
 from fedmllm.bench.matrix import NO_GLOBAL_MODEL, Cell, Matrix, expand, parse, slug
 from fedmllm.bench.runner import DONE, FAILED
 from fedmllm.errors import FedmllmError
-from fedmllm.run import write_json
+from fedmllm.run import write_json, write_text
 
 COLUMNS = (
     "model", "dataset", "scenario", "scenario_value", "algorithm", "strategy", "seed",
@@ -37,13 +38,13 @@ def load_matrix(out: Path) -> Matrix:
     return parse(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
-def collect(out: Path, matrix: Matrix) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Cell, list]]:
+def collect(out: Path, cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Cell, list]]:
     """Long-format rows of the finished cells, the failed cells, and each cell's per-round rows."""
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     history: dict[Cell, list[dict[str, Any]]] = {}
     zero_seen: set[tuple] = set()
-    for cell in expand(matrix):
+    for cell in cells:
         folder = out / cell.path
         if (folder / FAILED).is_file():
             record = json.loads((folder / FAILED).read_text(encoding="utf-8"))
@@ -88,18 +89,16 @@ def collect(out: Path, matrix: Matrix) -> tuple[list[dict[str, Any]], list[dict[
 def write_report(out: Path) -> dict[str, Any]:
     """Write results.csv, results.json, tables.md and plots/; returns counts."""
     matrix = load_matrix(out)
-    rows, failed, history = collect(out, matrix)
-    with (out / "results.csv.tmp").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "results.csv.tmp").replace(out / "results.csv")
-    cells = len(expand(matrix))
+    cells = expand(matrix)
+    rows, failed, history = collect(out, cells)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "results.csv", buffer.getvalue())
     finished = len(history)
-    write_json(out / "results.json", {"cells": cells, "finished": finished, "failed": failed, "results": rows})
-    tables = markdown(matrix, rows, failed, cells)
-    (out / "tables.md.tmp").write_text(tables, encoding="utf-8")
-    (out / "tables.md.tmp").replace(out / "tables.md")
+    write_json(out / "results.json", {"cells": len(cells), "finished": finished, "failed": failed, "results": rows})
+    write_text(out / "tables.md", markdown(matrix, rows, failed, len(cells)))
     from fedmllm.bench.plots import plot_bars, plot_curves
 
     for (model, dataset, scenario), group in groups(rows).items():
@@ -114,7 +113,7 @@ def write_report(out: Path) -> dict[str, Any]:
                     per_method[method_name(c.algorithm, c.strategy)].append(h)
             title = f"{model} · {dataset} · {scenario}={value}"
             plot_curves(per_method, metric, title, folder / f"{scenario}-{value}-rounds.png")
-    return {"cells": cells, "finished": finished, "failed": len(failed)}
+    return {"cells": len(cells), "finished": finished, "failed": len(failed)}
 
 
 def method_name(algorithm: str, strategy: str) -> str:

@@ -95,7 +95,7 @@ class FlowerTransport:
             else:  # the SuperLink no longer knows the node
                 node = message.metadata.dst_node_id
                 result.failures.append(f"node {node} (partition {partition_of[node]}): unknown to the SuperLink")
-        replies = self.pull(sent, run.get("round_timeout", 0.0))
+        replies = self.pull(sent, run["round_timeout"])
         for message_id, message in sent.items():
             reply = replies.get(message_id)
             node = message.metadata.dst_node_id
