@@ -120,7 +120,7 @@ def fit(
         lr=float(rnd["lr"]),
         steps=cfg.local_steps,
         batch_size=cfg.batch_size,
-        seed=cfg.seed * 1_000_003 + int(rnd["round"]) * 1_009 + partition,
+        seed=client.seed_for(cfg.seed, int(rnd["round"]), partition),
         agnostic=cfg.prompt_augmentation,
         regularizer=proximal(sess.model, global_params, weights) if weights else None,
         correction=correction,

@@ -29,6 +29,11 @@ class LocalResult:
     num_samples: int
 
 
+def seed_for(run_seed: int, rnd: int, partition: int) -> int:
+    """The seed of one client update: distinct per run seed, round and client."""
+    return run_seed * 1_000_003 + rnd * 1_009 + partition
+
+
 def local_steps(num_samples: int, batch_size: int, steps: int) -> int:
     """`steps` if set, else one epoch."""
     return steps if steps > 0 else max(1, -(-num_samples // batch_size))

@@ -1,0 +1,413 @@
+"""Speed, memory, scale and bytes of fedmllm, measured side by side in one run. Prints one table.
+
+    python benchmarks/perf.py [--rounds 6] [--steps 8] [--sections overhead,trainer,memory,bytes,eval]
+                              [--json perf.json]
+
+Every ratio compares designs run here, one after the other, on the same model, data, clients,
+seeds and number of client steps (FedAvg on the default scenario, the built-in tiny model):
+
+- overhead: R rounds through `fedmllm` (Flower's Simulation Engine, one client at a time with all
+  cores) against a bare PyTorch loop in this process that runs exactly the same client updates and
+  the same server rule. The final adapters must agree. Steady state = median of rounds 2..R-1
+  (round R also scores the model); start-up = everything before round 1 ends, minus one steady round.
+- trainer: the common reference design, a `transformers.Trainer` built per client per round (as
+  public FedMLLM/OpenFedLLM code does), against fedmllm one-client-at-a-time and with its default
+  `client_cpus = 1` (Flower runs as many clients at once as cores allow).
+- memory: peak resident memory of the whole process tree (server, Ray, client workers) with
+  10, 100 and 1000 virtual clients, 10 sampled per round, SCAFFOLD (per-client state on the server).
+- bytes: bytes per round down and up, against the full model's parameter bytes, and with
+  `update_dtype` bfloat16 / float16 (final AUC alongside).
+- eval: test items per second, batched option-likelihood scoring against one-at-a-time generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+from fedmllm.checkpoint import load as load_checkpoint
+from fedmllm.config import RunConfig
+from fedmllm.engine.simulation import simulate
+from fedmllm.evaluation.scoring import generate_answers, option_logprobs
+from fedmllm.fl import client
+from fedmllm.fl.schedule import cosine_lr
+from fedmllm.fl.state import ServerState
+from fedmllm.model.collate import collate, encode
+from fedmllm.model.load import load_trainable, session, trainable_state
+from fedmllm.run import ClientUpdate, create_run_dir, model_spec, preflight, prepare_data, server_update
+from fedmllm.scenarios.prompts import target_text
+
+SECTIONS = ("overhead", "trainer", "memory", "bytes", "eval")
+CORES = os.cpu_count() or 1
+
+
+def base_config(args: argparse.Namespace, out: Path, **changes: Any) -> RunConfig:
+    cfg = RunConfig(
+        rounds=args.rounds,
+        local_steps=args.steps,
+        eval_every=args.rounds,  # only the last round scores the model: rounds 2..R-1 are pure training
+        generate_eval=False,
+        eval_views=False,
+        out=str(out),
+    )
+    return cfg.replace(**changes)
+
+
+def timed_simulation(cfg: RunConfig) -> dict[str, Any]:
+    """Run fedmllm; the wall-clock instant each round (metrics line and checkpoint) was done."""
+    preflight(cfg)
+    marks: dict[int, float] = {}
+    start = time.perf_counter()
+    summary = simulate(cfg, create_run_dir(cfg), report=lambda row: marks.setdefault(row["round"], time.perf_counter()))
+    end = time.perf_counter()
+    rows = [json.loads(line) for line in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
+    return {"summary": summary, "rows": rows, "out": cfg.out, **round_times(start, marks, end, cfg.rounds)}
+
+
+def round_times(start: float, marks: dict[int, float], end: float, rounds: int) -> dict[str, Any]:
+    ends = [marks[r] for r in range(1, rounds + 1)]
+    per_round = [b - a for a, b in zip([marks.get(0, start), *ends[:-1]], ends, strict=True)]
+    steady = statistics.median(per_round[1:-1])
+    return {"per_round": per_round, "steady": steady, "startup": ends[0] - start - steady, "total": end - start}
+
+
+def in_process(cfg: RunConfig, train_one: Any) -> dict[str, Any]:
+    """The same rounds as `fedmllm run` in this process: same sampling, client seeds and server
+    rule; `train_one(sess, samples, lr, seed)` is the client update under test."""
+    torch.set_num_threads(int(cfg.client_cpus))
+    start = time.perf_counter()
+    sess = session(model_spec(cfg))
+    shards, _ = prepare_data(cfg, Path(cfg.out))
+    state = ServerState.start(sess.initial, cfg.seed)
+    marks = {}
+    for rnd in range(1, cfg.rounds + 1):
+        lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
+        updates = []
+        for k in state.sample(list(range(cfg.num_clients)), cfg.sampled_per_round):
+            load_trainable(sess.model, state.global_params)
+            loss = train_one(sess, shards[k], lr, client.seed_for(cfg.seed, rnd, k))
+            updates.append(ClientUpdate(k, trainable_state(sess.model), len(shards[k]), loss, cfg.local_steps))
+        server_update(cfg, state, updates, lr)
+        marks[rnd] = time.perf_counter()
+    return {"params": state.global_params, **round_times(start, marks, time.perf_counter(), cfg.rounds)}
+
+
+def bare_step(cfg: RunConfig) -> Any:
+    def train_one(sess: Any, samples: list, lr: float, seed: int) -> float:
+        kw = {"steps": cfg.local_steps, "batch_size": cfg.batch_size, "agnostic": cfg.prompt_augmentation}
+        return client.train(sess, samples, lr=lr, seed=seed, **kw).loss
+
+    return train_one
+
+
+def trainer_step(cfg: RunConfig, scratch: Path) -> Any:
+    """A `transformers.Trainer` per client update, as the reference design builds it."""
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    def train_one(sess: Any, samples: list, lr: float, seed: int) -> float:
+        pad = sess.processor.tokenizer.pad_token_id
+        args = TrainingArguments(
+            output_dir=str(scratch),
+            max_steps=cfg.local_steps,
+            per_device_train_batch_size=cfg.batch_size,
+            learning_rate=lr,
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            seed=seed,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            disable_tqdm=True,
+            use_cpu=sess.device.type == "cpu",
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=sess.model,
+            args=args,
+            train_dataset=samples,
+            data_collator=lambda chunk: collate([encode(sess.processor, s, target_text(s)) for s in chunk], pad),
+        )
+        trainer.remove_callback(PrinterCallback)  # one metrics dict per client update otherwise
+        return float(trainer.train().training_loss)
+
+    return train_one
+
+
+def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max((a[n] - b[n]).abs().max().item() for n in a)
+
+
+def overhead(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
+    cfg = base_config(args, tmp / "fedmllm-seq", client_cpus=float(CORES))
+    fed = timed_simulation(cfg)
+    bare = in_process(cfg.replace(out=str(tmp / "bare")), bare_step(cfg))
+    final = load_checkpoint(Path(cfg.out)).state.global_params
+    out["fedmllm_seq"] = fed
+    out["overhead"] = {
+        "fedmllm_steady_s": fed["steady"],
+        "bare_steady_s": bare["steady"],
+        "ratio": fed["steady"] / bare["steady"],
+        "fedmllm_startup_s": fed["startup"],
+        "bare_startup_s": bare["startup"],
+        "final_adapter_max_abs_diff": max_diff(final, bare["params"]),
+        "server_model_loads": fed["summary"]["server_model_loads"],
+        "client_model_loads_per_worker": fed["summary"]["client_model_loads"],
+    }
+
+
+def trainer(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
+    cfg = base_config(args, tmp / "fedmllm-par")  # client_cpus = 1: Flower runs clients side by side
+    par = timed_simulation(cfg)
+    seq = out.get("fedmllm_seq") or timed_simulation(cfg.replace(out=str(tmp / "fedmllm-seq2"), client_cpus=CORES))
+    ref_cfg = cfg.replace(out=str(tmp / "trainer"), client_cpus=float(CORES))
+    ref = in_process(ref_cfg, trainer_step(ref_cfg, tmp / "trainer-scratch"))
+    out["trainer"] = {
+        "trainer_steady_s": ref["steady"],
+        "fedmllm_seq_steady_s": seq["steady"],
+        "fedmllm_par_steady_s": par["steady"],
+        "speedup_seq": ref["steady"] / seq["steady"],
+        "speedup_par": ref["steady"] / par["steady"],
+    }
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a worker that exited meanwhile holds no memory
+            total += p.memory_info().rss
+    return total
+
+
+def watch(proc: psutil.Popen) -> dict[str, int]:
+    """Wait for `proc`, sampling its resident memory (and its whole tree's) every 0.2 s."""
+    peaks = {"tree": 0, "server": 0}
+    while proc.poll() is None:
+        peaks["tree"] = max(peaks["tree"], tree_rss(proc))
+        with contextlib.suppress(psutil.Error):
+            peaks["server"] = max(peaks["server"], proc.memory_info().rss)
+        time.sleep(0.2)
+    return peaks
+
+
+def memory(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
+    rows = {}
+    for n in args.clients:
+        run = tmp / f"memory-{n}"
+        cmd = [sys.executable, __file__, "--memory-child", str(n), "--json", str(run / "child.json")]
+        cmd += ["--rounds", str(args.memory_rounds), "--steps", "2"]
+        start = time.perf_counter()
+        run.mkdir(parents=True)
+        with (run / "stderr.txt").open("w") as log:
+            proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+            peaks = watch(proc)
+        if proc.returncode != 0:
+            raise SystemExit(f"memory run with {n} clients failed:\n{(run / 'stderr.txt').read_text()[-3000:]}")
+        child = json.loads((run / "child.json").read_text())
+        rows[n] = {
+            "peak_tree_rss_mb": peaks["tree"] / 2**20,
+            "peak_server_rss_mb": peaks["server"] / 2**20,
+            "seconds": time.perf_counter() - start,
+            "client_state_on_disk_mb": child["client_state_mb"],
+        }
+    first = rows[args.clients[0]]["peak_tree_rss_mb"]
+    for row in rows.values():
+        row["vs_first"] = row["peak_tree_rss_mb"] / first
+    out["memory"] = rows
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    n = args.memory_child
+    run = Path(args.json).parent
+    cfg = RunConfig(
+        algorithm="scaffold",
+        num_clients=n,
+        clients_per_round=10,
+        partition="iid",
+        synthetic_train=2000,  # the same data at every scale: only the number of clients changes
+        rounds=args.rounds,
+        local_steps=args.steps,
+        eval_every=args.rounds,
+        generate_eval=False,
+        eval_views=False,
+        out=str(run / "run"),
+    )
+    preflight(cfg)
+    simulate(cfg, create_run_dir(cfg))
+    state_bytes = sum(f.stat().st_size for f in Path(cfg.out).rglob("*.safetensors") if "adapter" not in f.parts)
+    Path(args.json).write_text(json.dumps({"client_state_mb": state_bytes / 2**20}))
+
+
+def bytes_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
+    fed = out.get("fedmllm_seq") or timed_simulation(base_config(args, tmp / "bytes-fp32", client_cpus=float(CORES)))
+    sess = session(model_spec(RunConfig()))
+    model_bytes = sum(p.numel() * p.element_size() for p in sess.model.parameters())
+    rows = fed["rows"][1:]
+    result = {
+        "down_per_round": statistics.mean(r["bytes_sent"] for r in rows),
+        "up_per_round": statistics.mean(r["bytes_received"] for r in rows),
+        "model_bytes": model_bytes,
+        "clients_per_round": RunConfig().sampled_per_round,
+        "final_auc": {"float32": fed["summary"]["final"]["auc"]},
+        "up_per_round_by_dtype": {},
+    }
+    if "update_dtype" in RunConfig.__dataclass_fields__:
+        fp32 = load_checkpoint(Path(fed["out"])).state.global_params
+        result["final_max_abs_diff"] = {}
+        for dtype in ("bfloat16", "float16"):
+            cfg = base_config(args, tmp / f"bytes-{dtype}", client_cpus=float(CORES), update_dtype=dtype)
+            run = timed_simulation(cfg)
+            result["up_per_round_by_dtype"][dtype] = statistics.mean(r["bytes_received"] for r in run["rows"][1:])
+            result["final_auc"][dtype] = run["summary"]["final"]["auc"]
+            result["final_max_abs_diff"][dtype] = max_diff(fp32, load_checkpoint(Path(cfg.out)).state.global_params)
+    out["bytes"] = result
+
+
+def eval_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
+    cfg = RunConfig()
+    preflight(cfg)
+    torch.set_num_threads(CORES)
+    sess = session(model_spec(cfg))
+    load_trainable(sess.model, sess.initial)
+    _, tests = prepare_data(cfg.replace(client_data="node"), tmp)
+    test = tests["test"]
+
+    def rate(fn: Any, items: list) -> float:
+        start = time.perf_counter()
+        fn(items)
+        return len(items) / (time.perf_counter() - start)
+
+    cold = rate(lambda s: option_logprobs(sess, s, cfg.eval_batch_size), test)
+    warm = rate(lambda s: option_logprobs(sess, s, cfg.eval_batch_size), test)
+    one = rate(lambda s: generate_answers(sess, s, batch_size=1), test[: args.generate_items])
+    batched_gen = rate(lambda s: generate_answers(sess, s, batch_size=cfg.eval_batch_size), test)
+    out["eval"] = {
+        "items": len(test),
+        "option_batched_cold_per_s": cold,
+        "option_batched_per_s": warm,
+        "generate_one_per_s": one,
+        "generate_batched_per_s": batched_gen,
+        "speedup": warm / one,
+    }
+
+
+def table(out: dict[str, Any]) -> str:
+    lines = ["| measure | value | goal |", "|---|---|---|"]
+
+    def add(measure: str, value: str, goal: str = "") -> None:
+        lines.append(f"| {measure} | {value} | {goal} |")
+
+    if "overhead" in out:
+        o = out["overhead"]
+        add("steady round, fedmllm (Flower simulation, 1 client at a time)", f"{o['fedmllm_steady_s']:.2f} s")
+        add("steady round, bare PyTorch loop (same steps, same rule)", f"{o['bare_steady_s']:.2f} s")
+        add("**framework overhead** (fedmllm / bare)", f"**{o['ratio']:.3f}x**", "<= 1.05x")
+        add("start-up, fedmllm / bare", f"{o['fedmllm_startup_s']:.1f} s / {o['bare_startup_s']:.1f} s")
+        add("final adapter, max abs diff fedmllm vs bare", f"{o['final_adapter_max_abs_diff']:.1e}", "same steps")
+        add(
+            "base model loads: server / per client worker",
+            f"{o['server_model_loads']} / {o['client_model_loads_per_worker']}",
+            "1 / 1",
+        )
+    if "trainer" in out:
+        t = out["trainer"]
+        add("steady round, HF Trainer per client per round", f"{t['trainer_steady_s']:.2f} s")
+        add("**speed-up vs Trainer**, fedmllm 1 client at a time", f"**{t['speedup_seq']:.2f}x**", ">= 2x")
+        add(
+            f"**speed-up vs Trainer**, fedmllm default (client_cpus=1, {CORES} cores)",
+            f"**{t['speedup_par']:.2f}x**",
+            ">= 2x",
+        )
+    if "memory" in out:
+        for n, row in out["memory"].items():
+            add(
+                f"peak RSS (process tree), {n} clients, SCAFFOLD, 10 per round",
+                f"{row['peak_tree_rss_mb']:.0f} MB ({row['vs_first']:.2f}x; server {row['peak_server_rss_mb']:.0f} MB; "
+                f"state on disk {row['client_state_on_disk_mb']:.1f} MB; {row['seconds']:.0f} s)",
+                "100 <= 1.2x of 10; 1000 runs",
+            )
+    if "bytes" in out:
+        b = out["bytes"]
+        m, k = b["model_bytes"], b["clients_per_round"]
+        add(
+            "bytes per round down (all clients)",
+            f"{b['down_per_round'] / 1e6:.3f} MB ({b['down_per_round'] / m:.1%} of model x1)",
+        )
+        add(
+            "bytes per round up (all clients), float32",
+            f"{b['up_per_round'] / 1e6:.3f} MB ({b['up_per_round'] / k / m:.2%} of the model per client)",
+        )
+        add("full model parameter bytes", f"{m / 1e6:.2f} MB")
+        for dtype, up in b["up_per_round_by_dtype"].items():
+            add(
+                f"bytes per round up, update_dtype={dtype}",
+                f"{up / 1e6:.3f} MB ({up / b['up_per_round']:.2f}x of float32)",
+                "0.5x",
+            )
+        aucs = ", ".join(f"{d} {v:.3f}" for d, v in b["final_auc"].items())
+        add("final AUC by update dtype", aucs)
+        for dtype, diff in b.get("final_max_abs_diff", {}).items():
+            add(f"final adapter max abs diff, {dtype} vs float32", f"{diff:.1e}")
+    if "eval" in out:
+        e = out["eval"]
+        add(
+            "eval, batched option likelihood (first pass / later)",
+            f"{e['option_batched_cold_per_s']:.0f} / {e['option_batched_per_s']:.0f} items/s",
+        )
+        add(
+            "eval, generation one at a time / batched",
+            f"{e['generate_one_per_s']:.1f} / {e['generate_batched_per_s']:.0f} items/s",
+        )
+        add("**eval speed-up**, batched option likelihood vs one-at-a-time generation", f"**{e['speedup']:.1f}x**")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=8, help="local steps per client update")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--clients", default="10,100,1000", help="memory: numbers of virtual clients")
+    parser.add_argument("--memory-rounds", type=int, default=3)
+    parser.add_argument("--generate-items", type=int, default=50, help="eval: items generated one at a time")
+    parser.add_argument("--json", default="", help="also write every figure here")
+    parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args)
+        return
+    args.clients = [int(n) for n in args.clients.split(",")]
+    if args.rounds < 4:
+        parser.error("--rounds must be at least 4 (steady state is rounds 2..R-1)")
+    sections = args.sections.split(",")
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    out: dict[str, Any] = {"cores": CORES, "torch": torch.__version__}
+    runs = {"overhead": overhead, "trainer": trainer, "memory": memory, "bytes": bytes_section, "eval": eval_section}
+    with tempfile.TemporaryDirectory(prefix="fedmllm-perf-") as tmp:
+        for name in SECTIONS:
+            if name in sections:
+                print(f"[perf] {name} ...", file=sys.stderr, flush=True)
+                runs[name](args, Path(tmp), out)
+    print(table(out))
+    if args.json:
+        clean = {k: v for k, v in out.items() if k != "fedmllm_seq"}
+        Path(args.json).write_text(json.dumps(clean, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
