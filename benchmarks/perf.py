@@ -55,6 +55,8 @@ CORES = os.cpu_count() or 1
 
 def base_config(args: argparse.Namespace, out: Path, **changes: Any) -> RunConfig:
     cfg = RunConfig(
+        model=args.model,
+        device=args.device,
         rounds=args.rounds,
         local_steps=args.steps,
         eval_every=args.rounds,  # only the last round scores the model: rounds 2..R-1 are pure training
@@ -164,6 +166,7 @@ def overhead(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
         "fedmllm_startup_s": fed["startup"],
         "bare_startup_s": bare["startup"],
         "final_adapter_max_abs_diff": max_diff(final, bare["params"]),
+        "fedmllm_client_compute_s": statistics.median(r.get("client_seconds", 0.0) for r in fed["rows"][1:-1]),
         "server_model_loads": fed["summary"]["server_model_loads"],
         "client_model_loads_per_worker": fed["summary"]["client_model_loads"],
     }
@@ -208,7 +211,7 @@ def memory(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
     for n in args.clients:
         run = tmp / f"memory-{n}"
         cmd = [sys.executable, __file__, "--memory-child", str(n), "--json", str(run / "child.json")]
-        cmd += ["--rounds", str(args.memory_rounds), "--steps", "2"]
+        cmd += ["--rounds", str(args.memory_rounds), "--steps", "2", "--model", args.model, "--device", args.device]
         start = time.perf_counter()
         run.mkdir(parents=True)
         with (run / "stderr.txt").open("w") as log:
@@ -233,6 +236,8 @@ def memory_child(args: argparse.Namespace) -> None:
     n = args.memory_child
     run = Path(args.json).parent
     cfg = RunConfig(
+        model=args.model,
+        device=args.device,
         algorithm="scaffold",
         num_clients=n,
         clients_per_round=10,
@@ -253,14 +258,14 @@ def memory_child(args: argparse.Namespace) -> None:
 
 def bytes_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
     fed = out.get("fedmllm_seq") or timed_simulation(base_config(args, tmp / "bytes-fp32", client_cpus=float(CORES)))
-    sess = session(model_spec(RunConfig()))
+    sess = session(model_spec(base_config(args, tmp)))
     model_bytes = sum(p.numel() * p.element_size() for p in sess.model.parameters())
     rows = fed["rows"][1:]
     result = {
         "down_per_round": statistics.mean(r["bytes_sent"] for r in rows),
         "up_per_round": statistics.mean(r["bytes_received"] for r in rows),
         "model_bytes": model_bytes,
-        "clients_per_round": RunConfig().sampled_per_round,
+        "clients_per_round": base_config(args, tmp).sampled_per_round,
         "final_auc": {"float32": fed["summary"]["final"]["auc"]},
         "up_per_round_by_dtype": {},
     }
@@ -277,7 +282,7 @@ def bytes_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> N
 
 
 def eval_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
-    cfg = RunConfig()
+    cfg = base_config(args, tmp)
     preflight(cfg)
     torch.set_num_threads(CORES)
     sess = session(model_spec(cfg))
@@ -315,6 +320,8 @@ def table(out: dict[str, Any]) -> str:
         add("steady round, fedmllm (Flower simulation, 1 client at a time)", f"{o['fedmllm_steady_s']:.2f} s")
         add("steady round, bare PyTorch loop (same steps, same rule)", f"{o['bare_steady_s']:.2f} s")
         add("**framework overhead** (fedmllm / bare)", f"**{o['ratio']:.3f}x**", "<= 1.05x")
+        if o["fedmllm_client_compute_s"]:
+            add("of which the clients' own time (fedmllm)", f"{o['fedmllm_client_compute_s']:.2f} s")
         add("start-up, fedmllm / bare", f"{o['fedmllm_startup_s']:.1f} s / {o['bare_startup_s']:.1f} s")
         add("final adapter, max abs diff fedmllm vs bare", f"{o['final_adapter_max_abs_diff']:.1e}", "same steps")
         add(
@@ -377,6 +384,8 @@ def table(out: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="'tiny', a hub id or a model folder (e.g. random weights)")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=8, help="local steps per client update")
     parser.add_argument("--sections", default=",".join(SECTIONS))

@@ -37,6 +37,7 @@ def test_local_baseline_trains_every_client_alone(tmp_path):
     summary, rows = run(tmp_path, "local", "--algorithm", "local")
     assert all(r["clients"] == [0, 1, 2] for r in rows)
     assert 0 <= summary["final"]["auc"] <= 1 and "auc_std" in summary["final"]
+    assert_client_state_on_disk(tmp_path / "local", "client_models", [0, 1, 2])
 
 
 @pytest.mark.slow
@@ -53,6 +54,35 @@ def test_scaffold_sends_corrections(tmp_path):
     # round 1: the global tensors + c - c_k to each of 2 clients; the replies carry the models only
     assert 2 * 2 * per_client <= rows[0]["bytes_sent"] < 2 * 2 * per_client * 1.05
     assert per_client * 2 <= rows[0]["bytes_received"] < per_client * 2 * 1.05
+    trained = sorted({k for r in rows for k in r["clients"]})
+    assert_client_state_on_disk(tmp_path / "scaffold", "client_controls", trained)
+
+
+def assert_client_state_on_disk(run_dir, kind, partitions):
+    """Per-client state is one file per client (its latest version), not in the checkpoint."""
+    files = sorted((run_dir / "client_state").glob(f"{kind}-*.safetensors"))
+    assert sorted(int(f.name.split("-")[1]) for f in files) == partitions
+    assert not any(k.startswith(f"{kind}/") for k in checkpoint_keys(run_dir))
+
+
+def checkpoint_keys(run_dir):
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / "checkpoint.safetensors"), "pt") as f:
+        return list(f.keys())
+
+
+@pytest.mark.slow
+def test_16_bit_updates_halve_the_bytes_up_and_barely_move_the_result(tmp_path):
+    full, full_rows = run(tmp_path, "fp32")
+    for dtype in ("bfloat16", "float16"):
+        half, rows = run(tmp_path, dtype, "--update-dtype", dtype)
+        for a, b in zip(full_rows, rows, strict=True):
+            assert a["bytes_sent"] == b["bytes_sent"]  # the model still goes down in float32
+            assert 0.5 <= b["bytes_received"] / a["bytes_received"] < 0.52
+        assert rows[0]["train_loss"] == full_rows[0]["train_loss"]  # round 1 starts from the same model
+        assert rows[1]["train_loss"] == pytest.approx(full_rows[1]["train_loss"], rel=1e-3)
+        assert half["final"]["auc"] == pytest.approx(full["final"]["auc"], abs=0.02)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from conftest import meme
 from fedmllm.errors import FedmllmError
 from fedmllm.fl import client
 from fedmllm.model import tiny
-from fedmllm.model.collate import IGNORE, collate, encode
+from fedmllm.model.collate import IGNORE, PromptCache, collate, encode, nbytes
 from fedmllm.model.load import ModelSpec, load_trainable, resolve_source, session, trainable_state
 from fedmllm.scenarios.prompts import target_text
 
@@ -43,6 +43,29 @@ def test_answer_only_loss_mask(tiny_session, memes_dir):
     assert answer == tok(" " + target_text(sample), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert enc.tokens["input_ids"][-len(answer) :].tolist() == answer  # the mask covers exactly the tail
     assert (enc.labels[: -len(answer)] == IGNORE).all()
+
+
+def test_prompt_cache_gives_the_same_tensors_and_keeps_to_its_budget(tiny_session, memes_dir):
+    from fedmllm.data import hateful_memes
+
+    proc = tiny_session.processor
+    samples = hateful_memes.load(memes_dir, "train")[:6]
+    cache = PromptCache(budget_mb=1)
+    for _ in range(2):
+        for s in samples:
+            a, b = encode(proc, s, target_text(s), cache=cache), encode(proc, s, target_text(s))
+            assert torch.equal(a.labels, b.labels) and a.tokens.keys() == b.tokens.keys()
+            assert all(torch.equal(a.tokens[k], b.tokens[k]) for k in a.tokens)
+            assert all(torch.equal(a.images[k], b.images[k]) for k in b.images) and a.images.keys() == b.images.keys()
+    assert (cache.misses, cache.hits) == (6, 6)  # each image decoded and processed once
+    assert encode(proc, samples[0], None, agnostic=True, cache=cache) is not cache.get(proc, samples[0], False)
+    size = nbytes(cache.get(proc, samples[0], False))
+    small = PromptCache(budget_mb=1)
+    small.budget_mb = 2.5 * size / 2**20  # room for two entries
+    for s in samples[:3]:
+        small.get(proc, s, False)
+    assert len(small.entries) == 2 and small.bytes == 2 * size  # the oldest went first
+    assert [k[1] for k in small.entries] == samples[1:3]
 
 
 def test_mixed_batch_with_text_only_and_empty_samples(tiny_session, memes_dir):

@@ -24,7 +24,7 @@ def fedmllm(*args, env=None):
 
 def rows(run_dir):
     out = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in out]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "client_seconds")} for r in out]
 
 
 def finish(proc, timeout=600):

@@ -21,9 +21,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from fedmllm.errors import FedmllmError
-from fedmllm.fl.state import ServerState
+from fedmllm.fl.state import ClientStore, ServerState
 
 NAME = "checkpoint.safetensors"
+CLIENT_FOLDER = "client_state"  # per-client files of the run's ClientStores, next to the checkpoint
 FORMAT = 1
 
 
@@ -42,9 +43,9 @@ def flatten(state: ServerState) -> dict[str, torch.Tensor]:
     out |= {f"control/{n}": t for n, t in state.control.items()}
     for buffer, params in state.buffers.items():
         out |= {f"buffers/{buffer}/{n}": t for n, t in params.items()}
-    for kind in ("client_controls", "client_models"):
-        for k, params in getattr(state, kind).items():
-            out |= {f"{kind}/{k}/{n}": t for n, t in params.items()}
+    for store in state.stores():  # in-memory stores only: a folder's files are referenced by version
+        for k, params in store.memory.items():
+            out |= {f"{store.kind}/{k}/{n}": t for n, t in params.items()}
     return {k: t.detach().to("cpu").contiguous().clone() for k, t in out.items()}
 
 
@@ -57,12 +58,10 @@ def unflatten(tensors: dict[str, torch.Tensor], state: ServerState) -> None:
             state.control[rest] = tensor
         else:
             group, name = rest.split("/", 1)
-            target = {
-                "buffers": state.buffers,
-                "client_controls": state.client_controls,
-                "client_models": state.client_models,
-            }
-            target[kind].setdefault(group if kind == "buffers" else int(group), {})[name] = tensor
+            if kind == "buffers":
+                state.buffers.setdefault(group, {})[name] = tensor
+            else:
+                getattr(state, kind).memory.setdefault(int(group), {})[name] = tensor
 
 
 def save(run_dir: Path, ckpt: Checkpoint) -> None:
@@ -75,6 +74,7 @@ def save(run_dir: Path, ckpt: Checkpoint) -> None:
         "alive": ckpt.alive,
         "config": ckpt.config,
         "extra": ckpt.extra,
+        "client_state": {s.kind: s.versions for s in ckpt.state.stores() if s.folder is not None},
     }
     path = run_dir / NAME
     tmp = path.with_name(NAME + ".tmp")
@@ -85,6 +85,8 @@ def save(run_dir: Path, ckpt: Checkpoint) -> None:
     if os.environ.get("FEDMLLM_TEST_KILL_IN_CHECKPOINT") == str(ckpt.state.round):  # tests: die mid-write
         os.kill(os.getpid(), signal.SIGKILL)
     tmp.replace(path)
+    for store in ckpt.state.stores():  # the files of superseded versions are no longer needed
+        store.prune()
 
 
 def load(run_dir: Path) -> Checkpoint:
@@ -100,6 +102,9 @@ def load(run_dir: Path) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise FedmllmError(f"{path}: checkpoint format {meta.get('format')}, this fedmllm reads {FORMAT}")
     state = ServerState(global_params={}, round=int(meta["round"]), sampler=random.Random())
+    for kind, versions in meta.get("client_state", {}).items():  # JSON keys are strings
+        store = ClientStore(kind, run_dir / CLIENT_FOLDER, {int(k): int(v) for k, v in versions.items()})
+        setattr(state, kind, store)
     state.sampler.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in meta["sampler"]))
     torch.set_rng_state(tensors.pop("rng/torch"))
     unflatten(tensors, state)

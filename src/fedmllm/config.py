@@ -100,6 +100,15 @@ class RunConfig:
     dp_noise_multiplier: float = _f(1.0, "DP: noise std = noise_multiplier * clipping_norm / sampled clients")
     dp_clipping_norm: float = _f(1.0, "DP: L2 bound of each client's update (w_k - w)")
     secagg: bool = _f(False, "aggregate with Flower's SecAgg+: the server sees only the sum of masked updates")
+    update_dtype: str = _f(
+        "float32",
+        "dtype of the updates clients send: bfloat16/float16 send w_k - w in 16 bits (half the bytes up); "
+        "the server adds them to the fp32 model it sent",
+        ("float32", "bfloat16", "float16"),
+    )
+    prompt_cache_mb: int = _f(
+        1024, "processed prompts and images kept per process, reused across rounds (least recently used out; 0 = off)"
+    )
     client_cpus: float = _f(1.0, "CPU cores reserved per simulated client (Ray actor)")
     client_gpus: float = _f(0.0, "GPUs reserved per simulated client (e.g. 0.5 shares one GPU by two)")
     # evaluation and output
@@ -146,6 +155,10 @@ class RunConfig:
                 f"config key 'secagg': needs an algorithm that uses only the weighted mean ({', '.join(MEAN_BASED)}), "
                 "at least 2 clients per round, and dp 'none' or 'client' (the server never sees single updates)"
             )
+        if self.prompt_cache_mb < 0:
+            raise FedmllmError(f"config key 'prompt_cache_mb': must be >= 0, got {self.prompt_cache_mb}")
+        if self.secagg and self.update_dtype != "float32":
+            raise FedmllmError("config key 'update_dtype': SecAgg+ sends its own quantised integers; use float32")
         if self.client_data == "node" and self.algorithm == "centralized":
             raise FedmllmError("config key 'client_data': 'node' keeps data on the nodes; centralized needs it pooled")
         if self.dirichlet_alpha <= 0 or self.lr <= 0:

@@ -51,6 +51,7 @@ class ClientUpdate:
     steps: int = 1
     model_loads: int = 1  # base-model loads so far in the client's process
     clients: int = 1  # how many clients this update stands for (SecAgg+ returns one sum)
+    seconds: float = 0.0  # the client's own time for the update (data, training, packing)
 
 
 @dataclass
@@ -215,7 +216,8 @@ def server_update(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate
         updates = [replace(u, params=privacy.clip_update(u.params, state.global_params, clip)) for u in updates]
     models, weights = [u.params for u in updates], [u.num_samples for u in updates]
     if cfg.algorithm == "local":
-        state.client_models.update({u.partition: u.params for u in updates})
+        for u in updates:
+            state.client_models[u.partition] = u.params
         return
     if cfg.algorithm == "centralized":  # one pooled "client": its model is the model
         state.global_params = updates[0].params
@@ -243,6 +245,7 @@ def centralized_round(
     sampled clients (same steps), trained in this process without any federation."""
     share = cfg.sampled_per_round / cfg.num_clients
     steps = cfg.local_steps * cfg.sampled_per_round or client.local_steps(round(len(pooled) * share), cfg.batch_size, 0)
+    t0 = time.perf_counter()
     load_trainable(sess.model, state.global_params)
     result = client.train(
         sess,
@@ -253,7 +256,9 @@ def centralized_round(
         seed=cfg.seed * 1_009 + rnd,
         agnostic=cfg.prompt_augmentation,
     )
-    update = ClientUpdate(-1, trainable_state(sess.model), len(pooled), result.loss, result.steps, LOADS["count"])
+    params = trainable_state(sess.model)
+    seconds = time.perf_counter() - t0
+    update = ClientUpdate(-1, params, len(pooled), result.loss, result.steps, LOADS["count"], seconds=seconds)
     return RoundResult([update])
 
 
@@ -283,6 +288,7 @@ def federate(
     the metrics line and then the checkpoint after each; returns the summary."""
     started = time.perf_counter()
     sess = session(model_spec(cfg))
+    sess.prompts.budget_mb = cfg.prompt_cache_mb
     if resume:
         ckpt = checkpoint.load(run_dir)
         check_same_config(ckpt.config, cfg, run_dir)
@@ -293,7 +299,8 @@ def federate(
     else:
         write_config(cfg, run_dir / "config.toml")
         shards, tests = prepare_data(cfg, run_dir)
-        state = ServerState.start(sess.initial, cfg.seed)  # not the model's tensors: the process may have run before
+        # the initial tensors, not the model's: the process may have run before
+        state = ServerState.start(sess.initial, cfg.seed, run_dir / checkpoint.CLIENT_FOLDER)
         load_trainable(sess.model, state.global_params)
         zero_shot = evaluate(sess, tests, cfg, full=True)
         latest, history = dict(zero_shot), []
@@ -316,6 +323,7 @@ def federate(
     alive = set(ckpt.alive) if resume else set(nodes)  # a lost client is not sampled again
     for rnd in range(state.round + 1, cfg.rounds + 1):
         t0 = time.perf_counter()
+        state.begin_round(rnd)
         lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
         if cfg.algorithm == "centralized":
             result = centralized_round(cfg, sess, state, pooled, rnd, lr)
@@ -420,6 +428,7 @@ def round_row(rnd: int, lr: float, result: RoundResult) -> dict[str, Any]:
         "lr": lr,
         "train_loss": sum(u.loss * u.num_samples for u in updates) / sum(u.num_samples for u in updates),
         "client_model_loads": max(u.model_loads for u in updates),
+        "client_seconds": sum(u.seconds for u in updates),  # compute; the rest of "seconds" is the framework
         "bytes_sent": result.bytes_sent,
         "bytes_received": result.bytes_received,
     }

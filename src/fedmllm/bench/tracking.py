@@ -20,6 +20,8 @@ def tag(key: str) -> str | None:
         return f"comm/{key}"
     if key == "seconds":
         return "time/seconds_per_round"
+    if key == "client_seconds":
+        return "time/client_seconds"
     return f"test/{key}"
 
 

@@ -8,6 +8,7 @@ deployment. The base model is loaded once per process (`model.load.session`) and
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from flwr.clientapp import ClientApp
 from fedmllm.data import registry
 from fedmllm.data.sample import Sample
 from fedmllm.engine import secagg
-from fedmllm.engine.records import from_arrays, run_config, to_arrays
+from fedmllm.engine.records import from_arrays, run_config, to_update
 from fedmllm.errors import FedmllmError
 from fedmllm.fl import client, privacy
 from fedmllm.fl.regularize import prox_weights, proximal
@@ -87,8 +88,10 @@ def train(msg: Message, context: Context) -> Message:
         return secagg.reply(msg, trained, global_params, int(metrics.pop("num-examples")), metrics)
     global_params = from_arrays(msg.content["arrays"])
     correction = from_arrays(msg.content["correction"]) if "correction" in msg.content else None
-    trained, metrics = fit(dict(msg.content["run"]), dict(msg.content["round"]), context, global_params, correction)
-    return Message(RecordDict({"arrays": to_arrays(trained), "metrics": MetricRecord(metrics)}), reply_to=msg)
+    run = dict(msg.content["run"])
+    trained, metrics = fit(run, dict(msg.content["round"]), context, global_params, correction)
+    update = to_update(trained, global_params, str(run["update_dtype"]))
+    return Message(RecordDict({"arrays": update, "metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
 def fit(
@@ -100,11 +103,13 @@ def fit(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train from the global tensors on this client's data; returns the trained tensors (clipped
     when dp = "client") and the metrics the server reads."""
+    t0 = time.perf_counter()
     cfg = run_config(run, "train message")
     torch.set_num_threads(max(1, int(cfg.client_cpus)))
     partition = partition_of(context)
     samples = client_samples(run, context)
     sess = session(model_spec(cfg))
+    sess.prompts.budget_mb = cfg.prompt_cache_mb
     load_trainable(sess.model, global_params)
     weights = prox_weights(
         list(global_params),
@@ -135,4 +140,5 @@ def fit(
     trained = trainable_state(sess.model)
     if cfg.dp == "client":  # the update leaves this node clipped (the server adds the noise)
         trained = privacy.clip_update(trained, global_params, cfg.dp_clipping_norm)
+    metrics["seconds"] = time.perf_counter() - t0
     return trained, metrics

@@ -18,6 +18,31 @@ def from_arrays(record: ArrayRecord) -> dict[str, torch.Tensor]:
     return dict(record.to_torch_state_dict())
 
 
+WIRE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def to_update(trained: dict[str, torch.Tensor], start: dict[str, torch.Tensor], dtype: str) -> ArrayRecord:
+    """A client's update for the wire: the trained tensors (float32), or in 16 bits their
+    difference from `start` (rounding the small difference, not the weights, keeps the error far
+    below the update itself). bfloat16 travels as its raw bits: numpy, under ArrayRecord, has none."""
+    if dtype == "float32":
+        return to_arrays(trained)
+    deltas = {n: (trained[n] - start[n]).to(WIRE_DTYPES[dtype]) for n in trained}
+    if dtype == "bfloat16":
+        deltas = {n: t.view(torch.int16) for n, t in deltas.items()}
+    return to_arrays(deltas)
+
+
+def from_update(record: ArrayRecord, start: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """The trained tensors, in float32, from what `to_update` sent."""
+    received = from_arrays(record)
+    if dtype == "float32":
+        return received
+    if dtype == "bfloat16":
+        received = {n: t.view(torch.bfloat16) for n, t in received.items()}
+    return {n: start[n] + received[n].to(start[n].dtype) for n in received}
+
+
 def to_config(values: dict[str, Any]) -> ConfigRecord:
     return ConfigRecord(dict(values))
 

@@ -13,13 +13,16 @@ from typing import Any
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from fedmllm.engine.records import from_arrays, run_config, to_arrays, to_config
+from fedmllm.engine.records import from_update, run_config, to_arrays, to_config
 from fedmllm.engine.secagg import SecureRounds
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import progress_printer
 from fedmllm.run import ClientUpdate, RoundResult, TrainJob, create_run_dir, federate
 
 log = logging.getLogger(__name__)
+# how often the server asks for replies: a reply waits for the next poll, and every round waits
+# for its last reply, so this is added to each round (a pull is one cheap LinkState/gRPC query)
+POLL_SECONDS = 0.02
 
 
 class FlowerTransport:
@@ -61,7 +64,7 @@ class FlowerTransport:
             if len(replies) < len(sent):
                 if time.monotonic() >= deadline:
                     break
-                time.sleep(0.25)
+                time.sleep(POLL_SECONDS)
         return replies
 
     def train(
@@ -88,6 +91,7 @@ class FlowerTransport:
             for m in messages
         )
         partition_of = {nodes[job.partition]: job.partition for job in jobs}
+        start = {job.partition: job.params for job in jobs}  # what each client trained from
         sent: dict[str, Message] = {}
         for message_id, message in zip(self.grid.push_messages(messages), messages, strict=True):
             if message_id:
@@ -107,15 +111,17 @@ class FlowerTransport:
                 result.failures.append(f"{where}: {reply.error.reason}")
                 continue
             metrics = reply.content["metrics"]
+            partition = int(metrics["partition-id"])
             result.bytes_received += reply.content["arrays"].count_bytes()
             result.updates.append(
                 ClientUpdate(
-                    partition=int(metrics["partition-id"]),
-                    params=from_arrays(reply.content["arrays"]),
+                    partition=partition,
+                    params=from_update(reply.content["arrays"], start[partition], run["update_dtype"]),
                     num_samples=int(metrics["num-examples"]),
                     loss=float(metrics["train-loss"]),
                     steps=int(metrics["steps"]),
                     model_loads=int(metrics["model-loads"]),
+                    seconds=float(metrics["seconds"]),
                 )
             )
         result.updates.sort(key=lambda u: u.partition)  # replies arrive in any order
@@ -150,7 +156,8 @@ class FlowerTransport:
         loss = sum(float(c["train-loss"]) * int(c["num-examples"]) for c in clients) / total
         steps = max(int(c["steps"]) for c in clients)
         loads = max(int(c["model-loads"]) for c in clients)
-        result.updates = [ClientUpdate(-1, mean, total, loss, steps, loads, clients=len(contributors))]
+        seconds = sum(float(c["seconds"]) for c in clients)
+        result.updates = [ClientUpdate(-1, mean, total, loss, steps, loads, len(contributors), seconds)]
         return result
 
 

@@ -29,7 +29,10 @@ def option_logprobs(sess: Session, samples: list[Sample], batch_size: int = 16, 
     pad_id = sess.processor.tokenizer.pad_token_id
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        items = [encode(sess.processor, samples[i], option_text(samples[i].options, j), agnostic) for i, j in chunk]
+        items = [
+            encode(sess.processor, samples[i], option_text(samples[i].options, j), agnostic, sess.prompts)
+            for i, j in chunk
+        ]
         batch = {k: v.to(sess.device) for k, v in collate(items, pad_id).items()}
         labels = batch.pop("labels")
         logits = sess.model(**batch).logits.float()
@@ -63,7 +66,8 @@ def generate_answers(
     answers = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        batch = collate([encode(sess.processor, s, None, agnostic) for s in chunk], tok.pad_token_id, left_pad=True)
+        items = [encode(sess.processor, s, None, agnostic, sess.prompts) for s in chunk]
+        batch = collate(items, tok.pad_token_id, left_pad=True)
         batch.pop("labels")
         batch = {k: v.to(sess.device) for k, v in batch.items()}
         out = sess.model.generate(

@@ -68,7 +68,7 @@ def train(
     stream = batches(samples, batch_size, seed)
     for _ in range(n_steps):
         chunk = next(stream)
-        batch = collate([encode(processor, s, target_text(s), agnostic) for s in chunk], pad_id)
+        batch = collate([encode(processor, s, target_text(s), agnostic, sess.prompts) for s in chunk], pad_id)
         batch = {k: v.to(sess.device) for k, v in batch.items()}
         loss = model(**batch).loss
         if regularizer is not None:

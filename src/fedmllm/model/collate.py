@@ -7,6 +7,7 @@ that have an image; samples without one simply carry no image tokens.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -45,24 +46,70 @@ def prompt_text(processor: object, sample: Sample, agnostic: bool) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def encode(processor: object, sample: Sample, target: str | None, agnostic: bool = False) -> Encoded:
+def encode(
+    processor: object, sample: Sample, target: str | None, agnostic: bool = False, cache: PromptCache | None = None
+) -> Encoded:
     """Tokenise the prompt and, if given, the target. They are encoded separately and joined
-    so that BPE cannot merge tokens across the boundary and misplace the loss mask."""
+    so that BPE cannot merge tokens across the boundary and misplace the loss mask. With a
+    `cache`, the prompt (and its image) is processed once per process."""
+    prompt = cache.get(processor, sample, agnostic) if cache is not None else encode_prompt(processor, sample, agnostic)
+    return prompt if target is None else with_target(processor, prompt, target)
+
+
+def encode_prompt(processor: object, sample: Sample, agnostic: bool) -> Encoded:
     images = [open_image(sample)] if sample.image is not None else None
     enc = processor(text=[prompt_text(processor, sample, agnostic)], images=images, return_tensors="pt")
     tokens = {k: enc[k][0] for k in TOKEN_KEYS if k in enc}
     image_tensors = {k: v for k, v in enc.items() if k not in TOKEN_KEYS}
-    n_prompt = tokens["input_ids"].shape[0]
-    labels = torch.full((n_prompt,), IGNORE, dtype=torch.long)
-    if target is not None:
-        tok = processor.tokenizer
-        answer = tok(" " + target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        answer = torch.tensor(answer, dtype=torch.long)
-        for key, row in tokens.items():
-            fill = answer if key == "input_ids" else torch.full_like(answer, 1 if key == "attention_mask" else 0)
-            tokens[key] = torch.cat([row, fill.to(row.dtype)])
-        labels = torch.cat([labels, answer])
+    labels = torch.full((tokens["input_ids"].shape[0],), IGNORE, dtype=torch.long)
     return Encoded(tokens, labels, image_tensors)
+
+
+def with_target(processor: object, prompt: Encoded, target: str) -> Encoded:
+    """The prompt followed by the target's tokens and EOS, with the loss on those only."""
+    tok = processor.tokenizer
+    answer = tok(" " + target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    answer = torch.tensor(answer, dtype=torch.long)
+    tokens = {}
+    for key, row in prompt.tokens.items():
+        fill = answer if key == "input_ids" else torch.full_like(answer, 1 if key == "attention_mask" else 0)
+        tokens[key] = torch.cat([row, fill.to(row.dtype)])
+    return Encoded(tokens, torch.cat([prompt.labels, answer]), prompt.images)
+
+
+class PromptCache:
+    """Encoded prompts (token rows and processed pixels) by sample, least recently used out first
+    past `budget_mb`: a client's shard and the test set are decoded and processed once per
+    process instead of once per round. Entries are shared, so nothing may modify them in place
+    (`collate` and `with_target` build new tensors)."""
+
+    def __init__(self, budget_mb: float = 1024) -> None:
+        self.budget_mb = budget_mb
+        self.entries: OrderedDict[tuple[int, Sample, bool], Encoded] = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+
+    def get(self, processor: object, sample: Sample, agnostic: bool) -> Encoded:
+        key = (id(processor), sample, agnostic)
+        if key in self.entries:
+            self.hits += 1
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        self.misses += 1
+        encoded = encode_prompt(processor, sample, agnostic)
+        size = nbytes(encoded)
+        budget = self.budget_mb * 2**20
+        if size <= budget:
+            self.entries[key] = encoded
+            self.bytes += size
+            while self.bytes > budget:
+                _, old = self.entries.popitem(last=False)
+                self.bytes -= nbytes(old)
+        return encoded
+
+
+def nbytes(e: Encoded) -> int:
+    return sum(t.nbytes for t in [*e.tokens.values(), e.labels, *e.images.values()])
 
 
 def collate(items: list[Encoded], pad_id: int, left_pad: bool = False) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ a client only swaps the trainable tensors (LoRA + projector) in and out.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,6 +16,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText
 
 from fedmllm.errors import FedmllmError
 from fedmllm.model import tiny
+from fedmllm.model.collate import PromptCache
 from fedmllm.model.compat import load_processor
 from fedmllm.model.families import Family, attention_pattern, family_of
 
@@ -45,6 +46,7 @@ class Session:
     device: torch.device
     num_layers: int
     initial: dict[str, torch.Tensor]  # the trainable tensors as first initialised: every run starts here
+    prompts: PromptCache = field(default_factory=PromptCache)  # processed samples, reused across rounds
 
 
 _SESSIONS: dict[ModelSpec, Session] = {}
