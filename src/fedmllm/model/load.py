@@ -76,6 +76,10 @@ def resolve_source(name: str) -> str:
     fixed checkpoint, like a hub model: run seeds never change the base weights)."""
     if name == tiny.NAME:
         return str(tiny.ensure())
+    if name == "smol":  # imported here: it needs the optional smol extra only when asked for
+        from fedmllm.model import smol
+
+        return str(smol.ensure())
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from fedmllm.data.batching import batches
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import memes
-from fedmllm.model.collate import collate, encode
+from fedmllm.model.collate import encode
+from fedmllm.model.train_loop import train_encoded
 from fedmllm.scenarios.prompts import target_text
 
 log = logging.getLogger(__name__)
@@ -97,23 +97,15 @@ def pretrain(
     """Full-parameter training on the synthetic caption/QA mix; returns the last 50 steps' loss."""
     samples = make_samples(workdir, n_samples, seed, corpus)
     encoded = {s.id: encode(processor, s, target_text(s)) for s in samples}
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.05)
-    torch.manual_seed(seed)
-    model.train()
-    stream = batches(samples, batch_size, seed)
-    recent: list[float] = []
-    for step in range(steps):
-        batch = collate([encoded[s.id] for s in next(stream)], processor.tokenizer.pad_token_id)
-        loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        recent = (recent + [loss.item()])[-50:]
-        if step % 100 == 0:
-            log.info("tiny-model pretraining step %d/%d loss %.3f", step, steps, loss.item())
-    model.eval()
-    return sum(recent) / len(recent)
+    return train_encoded(
+        model,
+        processor,
+        samples,
+        encoded,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        weight_decay=0.01,
+        label="tiny-model pretraining",
+    )
