@@ -33,7 +33,7 @@ from transformers import (
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import memes
 from fedmllm.errors import FedmllmError
-from fedmllm.model.collate import collate, encode
+from fedmllm.model.collate import collate, encode, open_image
 from fedmllm.model.train_loop import train_encoded
 from fedmllm.paths import cache_dir
 
@@ -179,9 +179,9 @@ def warm_start(model: torch.nn.Module, processor: object, samples: list[Sample],
     captioning stage starts from features the language model can already read."""
     embed = model.model.language_model.embed_tokens.weight.detach()
     tok = processor.tokenizer
-    images = [open_rgb(s) for s in samples]
+    images = [open_image(s) for s in samples]
     pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-    words = [s.answer.split() for s in samples]  # ["a", colour, shape]
+    words = [s.answer.split() for s in samples]  # ["a", colour, shape]; a word's first token stands for it
     ids = torch.tensor([[tok(" " + w[1], add_special_tokens=False)["input_ids"][0],
                          tok(" " + w[2], add_special_tokens=False)["input_ids"][0]] for w in words])  # fmt: skip
     n_tokens = image_tokens(model, pixels[:1]).shape[1]
@@ -197,13 +197,6 @@ def warm_start(model: torch.nn.Module, processor: object, samples: list[Sample],
         loss.backward()
         optimizer.step()
     return loss.item()
-
-
-def open_rgb(sample: Sample) -> object:
-    from PIL import Image
-
-    with Image.open(sample.image) as img:
-        return img.convert("RGB")
 
 
 def align(
