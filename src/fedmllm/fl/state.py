@@ -57,14 +57,8 @@ class ClientStore:
         tmp.replace(path)
         self.versions[partition] = self.round
 
-    def __contains__(self, partition: object) -> bool:
-        return partition in (self.memory if self.folder is None else self.versions)
-
     def __iter__(self) -> Iterator[int]:
         return iter(sorted(self.memory if self.folder is None else self.versions))
-
-    def __len__(self) -> int:
-        return len(self.memory if self.folder is None else self.versions)
 
     def prune(self) -> None:
         """Delete the files no version points at (call after the checkpoint that records them)."""

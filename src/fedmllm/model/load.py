@@ -15,7 +15,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForImageTextToText
 
 from fedmllm.errors import FedmllmError
-from fedmllm.model import tiny
+from fedmllm.model import smol, tiny
 from fedmllm.model.collate import PromptCache
 from fedmllm.model.compat import load_processor
 from fedmllm.model.families import Family, attention_pattern, family_of
@@ -76,9 +76,7 @@ def resolve_source(name: str) -> str:
     fixed checkpoint, like a hub model: run seeds never change the base weights)."""
     if name == tiny.NAME:
         return str(tiny.ensure())
-    if name == "smol":  # imported here: it needs the optional smol extra only when asked for
-        from fedmllm.model import smol
-
+    if name == smol.NAME:  # needs the optional SmolLM2 weights; smol.ensure says how to install them
         return str(smol.ensure())
     path = Path(name).expanduser()
     if path.exists():
