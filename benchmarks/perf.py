@@ -1,18 +1,22 @@
 """Speed, memory, scale and bytes of fedmllm, measured side by side in one run. Prints one table.
 
-    python benchmarks/perf.py [--rounds 6] [--steps 8] [--sections overhead,trainer,memory,bytes,eval]
+    python benchmarks/perf.py [--rounds 8] [--steps 8] [--sections overhead,trainer,memory,bytes,eval]
                               [--json perf.json]
 
-Every ratio compares designs run here, one after the other, on the same model, data, clients,
-seeds and number of client steps (FedAvg on the default scenario, the built-in tiny model):
+Every ratio compares designs run here on the same model, data, clients, seeds and number of
+client steps (FedAvg on the default scenario, the built-in tiny model), paired round by round:
+after fedmllm's round r (in the report callback, in the server process, while the simulation
+waits) each other design runs its own round r, so all of them meet the same machine minute.
 
 - overhead: R rounds through `fedmllm` (Flower's Simulation Engine, one client at a time with all
-  cores) against a bare PyTorch loop in this process that runs exactly the same client updates and
-  the same server rule. The final adapters must agree. Steady state = median of rounds 2..R-1
-  (round R also scores the model); start-up = everything before round 1 ends, minus one steady round.
+  cores) against a bare PyTorch loop in one process that runs exactly the same client updates and
+  the same server rule. The final adapters must agree. The figure is the median over the steady
+  rounds 2..R-1 of fedmllm's round time over the bare loop's (round R also scores the model);
+  start-up = everything before round 1 ends, minus one steady round.
 - trainer: the common reference design, a `transformers.Trainer` built per client per round (as
-  public FedMLLM/OpenFedLLM code does), against fedmllm one-client-at-a-time and with its default
-  `client_cpus = 1` (Flower runs as many clients at once as cores allow).
+  public FedMLLM/OpenFedLLM code does, one client after another on all cores), against fedmllm
+  one client at a time and with its default `client_cpus = 1` (Flower runs as many clients at
+  once as cores allow).
 - memory: peak resident memory of the whole process tree (server, Ray, client workers) with
   10, 100 and 1000 virtual clients, 10 sampled per round, SCAFFOLD (per-client state on the server).
 - bytes: bytes per round down and up, against the full model's parameter bytes, and with
@@ -67,13 +71,24 @@ def base_config(args: argparse.Namespace, out: Path, **changes: Any) -> RunConfi
     return cfg.replace(**changes)
 
 
-def timed_simulation(cfg: RunConfig) -> dict[str, Any]:
-    """Run fedmllm; the wall-clock instant each round (metrics line and checkpoint) was done."""
+def timed_simulation(cfg: RunConfig, between: Any = None) -> dict[str, Any]:
+    """Run fedmllm; the wall-clock instant each round (metrics line and checkpoint) was done.
+    `between(rnd)`, if given, runs in the server process after round `rnd` and before the next
+    one; its time is left out of fedmllm's rounds."""
     preflight(cfg)
     marks: dict[int, float] = {}
+    paused = [0.0]  # time spent in `between` so far
+
+    def report(row: dict[str, Any]) -> None:
+        marks[row["round"]] = time.perf_counter() - paused[0]
+        if between is not None:
+            t = time.perf_counter()
+            between(row["round"])
+            paused[0] += time.perf_counter() - t
+
     start = time.perf_counter()
-    summary = simulate(cfg, create_run_dir(cfg), report=lambda row: marks.setdefault(row["round"], time.perf_counter()))
-    end = time.perf_counter()
+    summary = simulate(cfg, create_run_dir(cfg), report=report)
+    end = time.perf_counter() - paused[0]
     rows = [json.loads(line) for line in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
     return {"summary": summary, "rows": rows, "out": cfg.out, **round_times(start, marks, end, cfg.rounds)}
 
@@ -85,27 +100,57 @@ def round_times(start: float, marks: dict[int, float], end: float, rounds: int) 
     return {"per_round": per_round, "steady": steady, "startup": ends[0] - start - steady, "total": end - start}
 
 
-def in_process(cfg: RunConfig, train_one: Any) -> dict[str, Any]:
-    """The same rounds as `fedmllm run` in this process: same sampling, client seeds and server
-    rule; `train_one(sess, samples, lr, seed)` is the client update under test."""
-    torch.set_num_threads(int(cfg.client_cpus))
-    start = time.perf_counter()
-    sess = session(model_spec(cfg))
-    if hasattr(sess, "prompts"):  # each design starts cold, as a fresh client worker does
-        sess.prompts.clear()
-    shards, _ = prepare_data(cfg, Path(cfg.out))
-    state = ServerState.start(sess.initial, cfg.seed)
-    marks = {}
-    for rnd in range(1, cfg.rounds + 1):
+class Replica:
+    """One design's copy of `fedmllm run`'s server in this process: the same data, sampling,
+    client seeds and server rule; `train_one(sess, samples, lr, seed)` is the client update."""
+
+    def __init__(self, cfg: RunConfig, train_one: Any, data_dir: Path) -> None:
+        self.cfg, self.train_one = cfg, train_one
+        self.sess = session(model_spec(cfg))
+        self.shards, _ = prepare_data(cfg.replace(out=str(data_dir)), data_dir)
+        self.state = ServerState.start(self.sess.initial, cfg.seed)
+        self.seconds: dict[int, float] = {}
+
+    def round(self, rnd: int) -> None:
+        cfg, sess = self.cfg, self.sess
+        torch.set_num_threads(int(cfg.client_cpus))
+        start = time.perf_counter()
         lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
         updates = []
-        for k in state.sample(list(range(cfg.num_clients)), cfg.sampled_per_round):
-            load_trainable(sess.model, state.global_params)
-            loss = train_one(sess, shards[k], lr, client.seed_for(cfg.seed, rnd, k))
-            updates.append(ClientUpdate(k, trainable_state(sess.model), len(shards[k]), loss, cfg.local_steps))
-        server_update(cfg, state, updates, lr)
-        marks[rnd] = time.perf_counter()
-    return {"params": state.global_params, **round_times(start, marks, time.perf_counter(), cfg.rounds)}
+        for k in self.state.sample(list(range(cfg.num_clients)), cfg.sampled_per_round):
+            load_trainable(sess.model, self.state.global_params)
+            loss = self.train_one(sess, self.shards[k], lr, client.seed_for(cfg.seed, rnd, k))
+            updates.append(ClientUpdate(k, trainable_state(sess.model), len(self.shards[k]), loss, cfg.local_steps))
+        server_update(cfg, self.state, updates, lr)
+        self.seconds[rnd] = time.perf_counter() - start
+
+
+def paired(cfg: RunConfig, replicas: dict[str, Replica]) -> dict[str, Any]:
+    """fedmllm's round r, then each replica's round r, then fedmllm's round r+1, ...: every
+    design does round r within seconds of the others, so the machine's drift (tens of percent
+    from one minute to the next on a shared VM) hits them alike. Ratios are medians over the
+    steady rounds 2..R-1 of per-round ratios."""
+    order = list(replicas)
+
+    def between(rnd: int) -> None:
+        if rnd == 0:
+            return
+        for name in order if rnd % 2 else order[::-1]:  # neither replica always goes first
+            replicas[name].round(rnd)
+
+    fed = timed_simulation(cfg, between)
+    steady = range(2, cfg.rounds)  # round R also scores the model in fedmllm
+    fed["replicas"] = {}
+    for name, rep in replicas.items():
+        own = [rep.seconds[r] for r in range(1, cfg.rounds + 1)]
+        fed["replicas"][name] = {
+            "per_round": own,
+            "steady": statistics.median(own[r - 1] for r in steady),
+            # the replica's time over fedmllm's, round by round
+            "vs_fedmllm": [own[r - 1] / fed["per_round"][r - 1] for r in steady],
+            "params": rep.state.global_params,
+        }
+    return fed
 
 
 def bare_step(cfg: RunConfig) -> Any:
@@ -156,54 +201,50 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def overhead(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
-    """bare, fedmllm, bare, fedmllm: on a shared machine the same work varies by tens of percent
-    from one minute to the next, so each design's figure is the faster of its two runs."""
+    """fedmllm one client at a time with all cores, paired round by round with the bare loop
+    and (section trainer) the Trainer design, all with all cores; then (section trainer)
+    fedmllm's default, clients side by side on one core each, paired with the Trainer."""
     cfg = base_config(args, tmp / "fedmllm-seq", client_cpus=float(CORES))
-    bares, feds = [], []
-    for i in range(2):
-        bares.append(in_process(cfg.replace(out=str(tmp / f"bare-{i}")), bare_step(cfg)))
-        feds.append(timed_simulation(cfg.replace(out=str(tmp / f"fedmllm-seq-{i}"))))
-    fed, bare = min(feds, key=lambda r: r["steady"]), min(bares, key=lambda r: r["steady"])
+    designs = {"bare": bare_step(cfg)}
+    if "trainer" in args.sections:
+        designs["trainer"] = trainer_step(cfg, tmp / "trainer-scratch")
+    reps = {name: Replica(cfg, fn, tmp / f"{name}-data") for name, fn in designs.items()}
+    fed = paired(cfg, reps)
+    bare = fed["replicas"]["bare"]
     steady_rows = fed["rows"][1:-1]
     final = load_checkpoint(Path(fed["out"])).state.global_params
     out["fedmllm_seq"] = fed
     out["overhead"] = {
         "fedmllm_steady_s": fed["steady"],
-        "fedmllm_runs_s": [r["steady"] for r in feds],
         "bare_steady_s": bare["steady"],
-        "bare_runs_s": [r["steady"] for r in bares],
-        "ratio": fed["steady"] / bare["steady"],
+        "ratio": statistics.median(1 / x for x in bare["vs_fedmllm"]),
+        "per_round_ratios": [1 / x for x in bare["vs_fedmllm"]],
         # within one run: round wall time over the clients' own time, the same seconds on both sides
-        "within_run_ratio": statistics.median(
-            r["seconds"] / r["client_seconds"] for r in steady_rows if r.get("client_seconds")
-        )
-        if "client_seconds" in steady_rows[0]
-        else None,
+        "within_run_ratio": statistics.median(r["seconds"] / r["client_seconds"] for r in steady_rows),
+        # the clients' own time in fedmllm's workers over the bare loop's round, round by round
+        "compute_ratio": statistics.median(
+            r["client_seconds"] / b for r, b in zip(steady_rows, bare["per_round"][1:-1], strict=True)
+        ),
         "fedmllm_startup_s": fed["startup"],
-        "bare_startup_s": bare["startup"],
         "final_adapter_max_abs_diff": max_diff(final, bare["params"]),
         "server_model_loads": fed["summary"]["server_model_loads"],
         "client_model_loads_per_worker": fed["summary"]["client_model_loads"],
     }
-
-
-def trainer(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
-    cfg = base_config(args, tmp / "fedmllm-par")  # client_cpus = 1: Flower runs clients side by side
-    par = timed_simulation(cfg)
-    seq = out.get("fedmllm_seq") or timed_simulation(cfg.replace(out=str(tmp / "fedmllm-seq2"), client_cpus=CORES))
-    ref_cfg = cfg.replace(client_cpus=float(CORES))
-    refs = [
-        in_process(ref_cfg.replace(out=str(tmp / f"trainer-{i}")), trainer_step(ref_cfg, tmp / "trainer-scratch"))
-        for i in range(2)
-    ]
-    ref = min(refs, key=lambda r: r["steady"])
+    if "trainer" not in args.sections:
+        return
+    cfg_par = base_config(args, tmp / "fedmllm-par")  # client_cpus = 1: Flower runs clients side by side
+    ref_cfg = cfg.replace(out=cfg_par.out)  # the reference design runs one client at a time on all cores
+    par = paired(cfg_par, {"trainer": Replica(ref_cfg, trainer_step(ref_cfg, tmp / "trainer-scratch"), tmp / "t2")})
+    trainer_seq, trainer_par = fed["replicas"]["trainer"], par["replicas"]["trainer"]
     out["trainer"] = {
-        "trainer_steady_s": ref["steady"],
-        "trainer_runs_s": [r["steady"] for r in refs],
-        "fedmllm_seq_steady_s": seq["steady"],
+        "trainer_steady_s": trainer_seq["steady"],
+        "trainer_steady_par_run_s": trainer_par["steady"],
+        "fedmllm_seq_steady_s": fed["steady"],
         "fedmllm_par_steady_s": par["steady"],
-        "speedup_seq": ref["steady"] / seq["steady"],
-        "speedup_par": ref["steady"] / par["steady"],
+        "speedup_seq": statistics.median(trainer_seq["vs_fedmllm"]),
+        "speedup_par": statistics.median(trainer_par["vs_fedmllm"]),
+        "per_round_speedups_seq": trainer_seq["vs_fedmllm"],
+        "per_round_speedups_par": trainer_par["vs_fedmllm"],
     }
 
 
@@ -335,28 +376,22 @@ def table(out: dict[str, Any]) -> str:
     def add(measure: str, value: str, goal: str = "") -> None:
         lines.append(f"| {measure} | {value} | {goal} |")
 
+    def spread(xs: list[float]) -> str:
+        return f"{min(xs):.2f}..{max(xs):.2f}"
+
     if "overhead" in out:
         o = out["overhead"]
 
-        def runs(key: str) -> str:
-            return " / ".join(f"{x:.2f}" for x in o[key])
-
+        add("steady round, fedmllm (Flower simulation, 1 client at a time)", f"{o['fedmllm_steady_s']:.2f} s")
+        add("steady round, bare PyTorch loop (same steps, same rule)", f"{o['bare_steady_s']:.2f} s")
         add(
-            "steady round, fedmllm (Flower simulation, 1 client at a time)",
-            f"{o['fedmllm_steady_s']:.2f} s (runs {runs('fedmllm_runs_s')})",
+            "**framework overhead**, fedmllm / bare (median of per-round ratios)",
+            f"**{o['ratio']:.3f}x** (rounds {spread(o['per_round_ratios'])})",
+            "<= 1.05x",
         )
-        add(
-            "steady round, bare PyTorch loop (same steps, same rule)",
-            f"{o['bare_steady_s']:.2f} s (runs {runs('bare_runs_s')})",
-        )
-        add("**framework overhead**, fedmllm / bare (faster run of each)", f"**{o['ratio']:.3f}x**", "<= 1.05x")
-        if o["within_run_ratio"]:
-            add(
-                "framework overhead within a run: round / clients' own time",
-                f"{o['within_run_ratio']:.3f}x",
-                "<= 1.05x",
-            )
-        add("start-up, fedmllm / bare", f"{o['fedmllm_startup_s']:.1f} s / {o['bare_startup_s']:.1f} s")
+        add("of which: round / clients' own time, within fedmllm's run", f"{o['within_run_ratio']:.3f}x")
+        add("of which: clients' own time in fedmllm's workers / bare loop's round", f"{o['compute_ratio']:.3f}x")
+        add("start-up of fedmllm (Ray, model loads, zero-shot scoring)", f"{o['fedmllm_startup_s']:.1f} s")
         add("final adapter, max abs diff fedmllm vs bare", f"{o['final_adapter_max_abs_diff']:.1e}", "same steps")
         add(
             "base model loads: server / per client worker",
@@ -365,12 +400,15 @@ def table(out: dict[str, Any]) -> str:
         )
     if "trainer" in out:
         t = out["trainer"]
-        trainer_runs = " / ".join(f"{x:.2f}" for x in t["trainer_runs_s"])
-        add("steady round, HF Trainer per client per round", f"{t['trainer_steady_s']:.2f} s (runs {trainer_runs})")
-        add("**speed-up vs Trainer**, fedmllm 1 client at a time", f"**{t['speedup_seq']:.2f}x**", ">= 2x")
+        add("steady round, HF Trainer per client per round", f"{t['trainer_steady_s']:.2f} s")
+        add(
+            "**speed-up vs Trainer**, fedmllm 1 client at a time",
+            f"**{t['speedup_seq']:.2f}x** (rounds {spread(t['per_round_speedups_seq'])})",
+            ">= 2x",
+        )
         add(
             f"**speed-up vs Trainer**, fedmllm default (client_cpus=1, {CORES} cores)",
-            f"**{t['speedup_par']:.2f}x**",
+            f"**{t['speedup_par']:.2f}x** (rounds {spread(t['per_round_speedups_par'])})",
             ">= 2x",
         )
     if "memory" in out:
@@ -421,7 +459,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="'tiny', a hub id or a model folder (e.g. random weights)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=16, help="more rounds, more paired steady rounds")
     parser.add_argument("--steps", type=int, default=8, help="local steps per client update")
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--clients", default="10,100,1000", help="memory: numbers of virtual clients")
@@ -441,9 +479,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     out: dict[str, Any] = {"cores": CORES, "torch": torch.__version__}
-    runs = {"overhead": overhead, "trainer": trainer, "memory": memory, "bytes": bytes_section, "eval": eval_section}
+    runs = {"overhead": overhead, "memory": memory, "bytes": bytes_section, "eval": eval_section}
+    if "trainer" in sections and "overhead" not in sections:
+        sections.insert(0, "overhead")  # the Trainer's rounds are paired with fedmllm's there
+    args.sections = sections
     with tempfile.TemporaryDirectory(prefix="fedmllm-perf-") as tmp:
-        for name in SECTIONS:
+        for name in runs:
             if name in sections:
                 print(f"[perf] {name} ...", file=sys.stderr, flush=True)
                 runs[name](args, Path(tmp), out)

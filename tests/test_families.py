@@ -20,8 +20,10 @@ from transformers import AutoConfig
 from fedmllm.data.batching import batches
 from fedmllm.data.sample import Sample
 from fedmllm.evaluation.scoring import evaluate_choice
-from fedmllm.fl.client import train
+from fedmllm.fl.client import answer_loss, train
+from fedmllm.model.collate import collate, encode
 from fedmllm.model.load import ModelSpec, session, trainable_state
+from fedmllm.scenarios.prompts import target_text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from family_fixtures import FAMILIES, VISION_TOWER, build_family_checkpoint  # noqa: E402
@@ -89,6 +91,27 @@ def assert_weights_loaded(model: torch.nn.Module, folder: Path) -> None:
     assert not missing, f"saved tensors not found in the loaded model: {missing[:5]}"
 
 
+def assert_answer_loss_is_model_loss(sess, samples: list[Sample]) -> None:
+    """The loss with the LM head at the answer positions only equals the model's own loss, and
+    so do the gradients."""
+    model = sess.model
+    batch = collate([encode(sess.processor, s, target_text(s)) for s in samples], sess.processor.tokenizer.pad_token_id)
+    labelled = (batch["labels"][:, 1:] != -100).any(dim=0).sum().item()
+    assert 0 < labelled < batch["labels"].shape[1] - 1  # the LM head really runs on fewer positions
+    losses, grads = [], []
+    for loss_fn in (lambda: model(**batch).loss, lambda: answer_loss(model, batch)):
+        model.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    model.zero_grad(set_to_none=True)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_loads_trains_and_evaluates(family: str, tmp_path: Path) -> None:
     folder = build_family_checkpoint(family, tmp_path / family)
@@ -120,6 +143,7 @@ def test_family_loads_trains_and_evaluates(family: str, tmp_path: Path) -> None:
     used = [b for b, _ in zip(batches(samples, 4, 0), range(2), strict=False)]
     assert all({s.image is None for s in b} == {True, False} for b in used)
     assert {s.modality for b in used for s in b} == {"image+text", "image", "text", "none"}
+    assert_answer_loss_is_model_loss(sess, samples[:4])
     before = trainable_state(sess.model)
     result = train(sess, samples, lr=1e-3, steps=2, batch_size=4, seed=0)
     assert math.isfinite(result.loss) and result.loss > 0
