@@ -17,6 +17,8 @@ waits) each other design runs its own round r, so all of them meet the same mach
   public FedMLLM/OpenFedLLM code does, one client after another on all cores), against fedmllm
   one client at a time and with its default `client_cpus = 1` (Flower runs as many clients at
   once as cores allow).
+- padding: tokens of padding in a round's batches and the client update's time, with plain
+  shuffled batches and with `group_by_length` (batches of similar token length).
 - memory: peak resident memory of the whole process tree (server, Ray, client workers) with
   10, 100 and 1000 virtual clients, 10 sampled per round, SCAFFOLD (per-client state on the server).
 - bytes: bytes per round down and up, against the full model's parameter bytes, and with
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -43,6 +46,7 @@ import torch
 
 from fedmllm.checkpoint import load as load_checkpoint
 from fedmllm.config import RunConfig
+from fedmllm.data.batching import batches
 from fedmllm.engine.simulation import simulate
 from fedmllm.evaluation.scoring import generate_answers, option_logprobs
 from fedmllm.fl import client
@@ -53,7 +57,7 @@ from fedmllm.model.load import load_trainable, session, trainable_state
 from fedmllm.run import ClientUpdate, create_run_dir, model_spec, preflight, prepare_data, server_update
 from fedmllm.scenarios.prompts import target_text
 
-SECTIONS = ("overhead", "trainer", "memory", "bytes", "eval")
+SECTIONS = ("overhead", "trainer", "padding", "memory", "bytes", "eval")
 CORES = os.cpu_count() or 1
 
 
@@ -155,7 +159,12 @@ def paired(cfg: RunConfig, replicas: dict[str, Replica]) -> dict[str, Any]:
 
 def bare_step(cfg: RunConfig) -> Any:
     def train_one(sess: Any, samples: list, lr: float, seed: int) -> float:
-        kw = {"steps": cfg.local_steps, "batch_size": cfg.batch_size, "agnostic": cfg.prompt_augmentation}
+        kw = {
+            "steps": cfg.local_steps,
+            "batch_size": cfg.batch_size,
+            "agnostic": cfg.prompt_augmentation,
+            "group_by_length": cfg.group_by_length,
+        }
         return client.train(sess, samples, lr=lr, seed=seed, **kw).loss
 
     return train_one
@@ -245,6 +254,47 @@ def overhead(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
         "speedup_par": statistics.median(trainer_par["vs_fedmllm"]),
         "per_round_speedups_seq": trainer_seq["vs_fedmllm"],
         "per_round_speedups_par": trainer_par["vs_fedmllm"],
+    }
+
+
+def padding(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
+    """Plain shuffled batches against batches grouped by token length (`group_by_length`): the
+    tokens a round's batches hold against the samples' own tokens, and each client's update
+    timed both ways back to back (alternating which goes first), twice."""
+    cfg = base_config(args, tmp / "padding")
+    torch.set_num_threads(CORES)
+    sess = session(model_spec(cfg))
+    shards, _ = prepare_data(cfg, tmp / "padding")
+    held = {"plain": 0, "grouped": 0}  # tokens in the padded batches
+    real = {"plain": 0, "grouped": 0}  # the samples' own tokens
+    for k, shard in enumerate(shards):
+        lengths = [encode(sess.processor, s, target_text(s), False, sess.prompts).labels.shape[0] for s in shard]
+        for name, by in (("plain", None), ("grouped", lengths)):
+            for batch in itertools.islice(batches(list(range(len(shard))), cfg.batch_size, k, by), cfg.local_steps):
+                held[name] += max(lengths[i] for i in batch) * len(batch)
+                real[name] += sum(lengths[i] for i in batch)
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for rep in range(2):
+        for k, shard in enumerate(shards):
+            for grouped in (False, True) if (k + rep) % 2 else (True, False):
+                load_trainable(sess.model, sess.initial)
+                start = time.perf_counter()
+                client.train(
+                    sess,
+                    shard,
+                    lr=cfg.lr,
+                    steps=cfg.local_steps,
+                    batch_size=cfg.batch_size,
+                    seed=k,
+                    group_by_length=grouped,
+                )
+                seconds[grouped].append(time.perf_counter() - start)
+    out["padding"] = {
+        "plain_padding": held["plain"] / real["plain"] - 1,
+        "grouped_padding": held["grouped"] / real["grouped"] - 1,
+        "plain_update_s": statistics.median(seconds[False]),
+        "grouped_update_s": statistics.median(seconds[True]),
+        "speedup": statistics.median(a / b for a, b in zip(seconds[False], seconds[True], strict=True)),
     }
 
 
@@ -411,6 +461,16 @@ def table(out: dict[str, Any]) -> str:
             f"**{t['speedup_par']:.2f}x** (rounds {spread(t['per_round_speedups_par'])})",
             ">= 2x",
         )
+    if "padding" in out:
+        pad = out["padding"]
+        add(
+            "padding in a round's batches, plain / `group_by_length` (share of the samples' own tokens)",
+            f"{pad['plain_padding']:.1%} / {pad['grouped_padding']:.1%}",
+        )
+        add(
+            "client update, plain / `group_by_length` (median of per-client ratios)",
+            f"{pad['plain_update_s']:.2f} s / {pad['grouped_update_s']:.2f} s (**{pad['speedup']:.2f}x**)",
+        )
     if "memory" in out:
         for n, row in out["memory"].items():
             add(
@@ -479,7 +539,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     out: dict[str, Any] = {"cores": CORES, "torch": torch.__version__}
-    runs = {"overhead": overhead, "memory": memory, "bytes": bytes_section, "eval": eval_section}
+    runs = {"overhead": overhead, "padding": padding, "memory": memory, "bytes": bytes_section, "eval": eval_section}
     if "trainer" in sections and "overhead" not in sections:
         sections.insert(0, "overhead")  # the Trainer's rounds are paired with fedmllm's there
     args.sections = sections

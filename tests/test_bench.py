@@ -166,4 +166,5 @@ def test_shipped_benchmark_matrices_parse():
 
     folder = Path(__file__).parent.parent / "benchmarks"
     counts = {p.name: len(matrix.expand(matrix.read(p))) for p in sorted(folder.glob("*.toml"))}
-    assert counts == {"algorithms.toml": 15, "scenario_sweep.toml": 12, "update_dtype.toml": 9}
+    expected = {"algorithms.toml": 15, "scenario_sweep.toml": 12, "update_dtype.toml": 9, "group_by_length.toml": 6}
+    assert counts == expected

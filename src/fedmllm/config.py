@@ -77,6 +77,11 @@ class RunConfig:
     client_fraction: float = _f(0.0, "if > 0, sample this fraction of the clients per round instead")
     local_steps: int = _f(0, "local optimiser steps per round; 0 = one local epoch")
     batch_size: int = _f(8, "local batch size (paper: effective 4)")
+    group_by_length: bool = _f(
+        False,
+        "batch samples of similar token length together (HF's group_by_length, LLaVA's group_by_modality_length): "
+        "less padding, batches less mixed",
+    )
     lr: float = _f(1e-3, "client AdamW peak learning rate (paper: 2e-5 for real checkpoints)")
     warmup: float = _f(0.01, "fraction of rounds of linear warm-up before the cosine decay")
     reject_norm_factor: float = _f(

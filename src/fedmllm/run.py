@@ -255,6 +255,7 @@ def centralized_round(
         batch_size=cfg.batch_size,
         seed=cfg.seed * 1_009 + rnd,
         agnostic=cfg.prompt_augmentation,
+        group_by_length=cfg.group_by_length,
     )
     params = trainable_state(sess.model)
     seconds = time.perf_counter() - t0

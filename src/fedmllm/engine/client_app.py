@@ -127,6 +127,7 @@ def fit(
         batch_size=cfg.batch_size,
         seed=client.seed_for(cfg.seed, int(rnd["round"]), partition),
         agnostic=cfg.prompt_augmentation,
+        group_by_length=cfg.group_by_length,
         regularizer=proximal(sess.model, global_params, weights) if weights else None,
         correction=correction,
     )

@@ -67,13 +67,16 @@ def train(
     batch_size: int,
     seed: int,
     agnostic: bool = False,
+    group_by_length: bool = False,
     weight_decay: float = 0.0,
     max_grad_norm: float = 1.0,
     regularizer: Regularizer | None = None,
     correction: dict[str, torch.Tensor] | None = None,
 ) -> LocalResult:
     """K local AdamW steps. `regularizer` adds a term to the loss (FedProx, adaptive window);
-    `correction` (SCAFFOLD's c - c_k, by parameter name) is added to every gradient."""
+    `correction` (SCAFFOLD's c - c_k, by parameter name) is added to every gradient;
+    `group_by_length` batches samples of similar token length (the lengths come from encoding
+    every sample once, which the prompt cache keeps for the steps and later rounds)."""
     model, processor = sess.model, sess.processor
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -84,7 +87,10 @@ def train(
     torch.manual_seed(seed)  # LoRA dropout
     n_steps = local_steps(len(samples), batch_size, steps)
     total = 0.0
-    stream = batches(samples, batch_size, seed)
+    lengths = None
+    if group_by_length:
+        lengths = [encode(processor, s, target_text(s), agnostic, sess.prompts).labels.shape[0] for s in samples]
+    stream = batches(samples, batch_size, seed, lengths)
     for _ in range(n_steps):
         chunk = next(stream)
         batch = collate([encode(processor, s, target_text(s), agnostic, sess.prompts) for s in chunk], pad_id)
