@@ -155,3 +155,28 @@ def test_adaptive_window_on_the_tiny_model(tiny_session):
     )
     assert {layer_of(n, lm) for n in weights} == {1, 2}  # 4 layers, s clamped to 1
     assert len(weights) == 2 * 4 * 2  # 2 layers x q/k/v/o x lora_A/lora_B
+
+
+def test_group_by_length_trains_on_batches_of_one_length(tiny_session, memes_dir):
+    """With half the samples text-only (16 image tokens shorter), grouped batches are
+    one modality each; training runs and reaches other weights than plain batches."""
+    from fedmllm.data import hateful_memes
+    from fedmllm.data.batching import batches
+
+    base = hateful_memes.load(memes_dir, "train")[:8]
+    samples = base[:4] + [s.drop(image=True) for s in base[4:]]
+    lengths = [encode(tiny_session.processor, s, target_text(s)).labels.shape[0] for s in samples]
+    assert min(lengths[:4]) > max(lengths[4:])
+    grouped = list(zip(range(2), batches(samples, 4, 0, lengths), strict=False))
+    assert all(len({s.image is None for s in b}) == 1 for _, b in grouped)
+
+    start = trainable_state(tiny_session.model)
+    finals = {}
+    for flag in (False, True):
+        load_trainable(tiny_session.model, start)
+        result = client.train(tiny_session, samples, lr=1e-2, steps=2, batch_size=4, seed=0, group_by_length=flag)
+        assert result.steps == 2 and torch.isfinite(torch.tensor(result.loss))
+        finals[flag] = trainable_state(tiny_session.model)
+    load_trainable(tiny_session.model, start)
+    assert any(not torch.equal(finals[True][k], start[k]) for k in start)
+    assert any(not torch.equal(finals[True][k], finals[False][k]) for k in start)
