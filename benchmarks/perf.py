@@ -243,8 +243,19 @@ def overhead(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
         return
     cfg_par = base_config(args, tmp / "fedmllm-par")  # client_cpus = 1: Flower runs clients side by side
     ref_cfg = cfg.replace(out=cfg_par.out)  # the reference design runs one client at a time on all cores
-    par = paired(cfg_par, {"trainer": Replica(ref_cfg, trainer_step(ref_cfg, tmp / "trainer-scratch"), tmp / "t2")})
+    par = paired(
+        cfg_par,
+        {
+            "trainer": Replica(ref_cfg, trainer_step(ref_cfg, tmp / "trainer-scratch"), tmp / "t2"),
+            "bare": Replica(ref_cfg, bare_step(ref_cfg), tmp / "b2"),
+        },
+    )
     trainer_seq, trainer_par = fed["replicas"]["trainer"], par["replicas"]["trainer"]
+    bare_par = par["replicas"]["bare"]
+    out["overhead"]["default_ratio"] = statistics.median(1 / x for x in bare_par["vs_fedmllm"])
+    out["overhead"]["default_per_round_ratios"] = [1 / x for x in bare_par["vs_fedmllm"]]
+    out["overhead"]["default_steady_s"] = par["steady"]
+    out["overhead"]["default_bare_steady_s"] = bare_par["steady"]
     out["trainer"] = {
         "trainer_steady_s": trainer_seq["steady"],
         "trainer_steady_par_run_s": trainer_par["steady"],
@@ -439,6 +450,13 @@ def table(out: dict[str, Any]) -> str:
             f"**{o['ratio']:.3f}x** (rounds {spread(o['per_round_ratios'])})",
             "<= 1.05x",
         )
+        if "default_ratio" in o:
+            add(
+                f"**wall time, fedmllm default (client_cpus=1, {CORES} clients at a time) / bare loop on all cores**",
+                f"**{o['default_ratio']:.3f}x** ({o['default_steady_s']:.2f} s / {o['default_bare_steady_s']:.2f} s; "
+                f"rounds {spread(o['default_per_round_ratios'])})",
+                "<= 1.05x",
+            )
         add("of which: round / clients' own time, within fedmllm's run", f"{o['within_run_ratio']:.3f}x")
         add("of which: clients' own time in fedmllm's workers / bare loop's round", f"{o['compute_ratio']:.3f}x")
         add("start-up of fedmllm (Ray, model loads, zero-shot scoring)", f"{o['fedmllm_startup_s']:.1f} s")
