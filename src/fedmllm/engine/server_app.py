@@ -15,6 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedmllm.engine.records import from_update, run_config, to_arrays, to_config
 from fedmllm.engine.secagg import SecureRounds
+from fedmllm.engine.wakeup import SCAN_SECONDS, Wakeup
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import progress_printer
 from fedmllm.run import ClientUpdate, RoundResult, TrainJob, create_run_dir, federate
@@ -28,8 +29,15 @@ POLL_SECONDS = 0.02
 class FlowerTransport:
     """The recipe's view of a Flower Grid."""
 
-    def __init__(self, grid: Grid, context: Context | None = None, wait_for_nodes: float = 120.0) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        context: Context | None = None,
+        wait_for_nodes: float = 120.0,
+        wakeup: Wakeup | None = None,
+    ) -> None:
         self.grid = grid
+        self.wakeup = wakeup  # in simulation: wake Flower's engine on a push, and the pull on a reply
         self.wait_for_nodes = wait_for_nodes
         self.sizes: dict[int, int] = {}  # partition -> training samples, as each node reported
         self.secure = SecureRounds(grid, context) if context is not None else None
@@ -59,12 +67,17 @@ class FlowerTransport:
         deadline = time.monotonic() + timeout if timeout > 0 else float("inf")
         replies: dict[str, Message] = {}
         while len(replies) < len(sent):
+            if self.wakeup is not None:
+                self.wakeup.replied.clear()  # before the pull: a reply stored during it ends the wait at once
             for reply in self.grid.pull_messages(list(set(sent) - set(replies))):
                 replies[reply.metadata.reply_to_message_id] = reply
             if len(replies) < len(sent):
                 if time.monotonic() >= deadline:
                     break
-                time.sleep(POLL_SECONDS)
+                if self.wakeup is not None:
+                    self.wakeup.replied.wait(SCAN_SECONDS)  # a reply ends it; the timeout is a fallback
+                else:
+                    time.sleep(POLL_SECONDS)
         return replies
 
     def train(
@@ -99,6 +112,8 @@ class FlowerTransport:
             else:  # the SuperLink no longer knows the node
                 node = message.metadata.dst_node_id
                 result.failures.append(f"node {node} (partition {partition_of[node]}): unknown to the SuperLink")
+        if self.wakeup is not None:
+            self.wakeup.pushed.set()
         replies = self.pull(sent, run["round_timeout"])
         for message_id, message in sent.items():
             reply = replies.get(message_id)

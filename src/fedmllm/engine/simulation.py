@@ -15,6 +15,7 @@ from flwr.simulation import run_simulation
 from fedmllm.config import RunConfig
 from fedmllm.engine.client_app import app as client_app
 from fedmllm.engine.server_app import FlowerTransport
+from fedmllm.engine.wakeup import Wakeup, installed
 from fedmllm.run import federate
 
 # Ray sends a task argument or result larger than 100 KB through its shared-memory object store
@@ -48,9 +49,14 @@ class NoClients:
 
 
 def simulate(
-    cfg: RunConfig, run_dir: Path, report: Callable[[dict[str, Any]], None] | None = None, resume: bool = False
+    cfg: RunConfig,
+    run_dir: Path,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
+    wakeup: Wakeup | None = None,
 ) -> dict[str, Any]:
     """Run the federation with one simulated SuperNode per client; returns the run summary.
+    `wakeup` (a new one by default) links the transport and Flower's engine threads (`engine.wakeup`).
 
     `run_simulation` hands the ServerApp an empty run config, so the app built here closes over
     `cfg`. An error inside the ServerApp is carried out and raised here, where the CLI reports it.
@@ -59,22 +65,24 @@ def simulate(
         return federate(cfg, run_dir, NoClients(), report, resume)
     outcome: dict[str, Any] = {}
     server = ServerApp()
+    wakeup = Wakeup() if wakeup is None else wakeup
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid, context), report, resume)
+            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid, context, wakeup=wakeup), report, resume)
         except BaseException as e:
             outcome["error"] = e
             raise
 
-    run_simulation(
-        server_app=server,
-        client_app=client_app,
-        num_supernodes=cfg.num_clients,
-        backend_config=backend_config(cfg),
-        verbose_logging=logging.getLogger("flwr").isEnabledFor(logging.DEBUG),
-    )
+    with installed(wakeup):
+        run_simulation(
+            server_app=server,
+            client_app=client_app,
+            num_supernodes=cfg.num_clients,
+            backend_config=backend_config(cfg),
+            verbose_logging=logging.getLogger("flwr").isEnabledFor(logging.DEBUG),
+        )
     if "error" in outcome:
         raise outcome["error"]
     if "summary" not in outcome:
