@@ -47,5 +47,5 @@ def test_flwr_run_dot(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 2
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [len(r["clients"]) for r in rows] == [2, 2]
-    assert "round   2/2" in proc.stdout
+    assert [len(r["clients"]) for r in rows] == [2, 2], rows
+    assert "round   2/2" in proc.stdout, proc.stdout[-3000:]

@@ -3,6 +3,7 @@ by the transport instead of polling."""
 
 import logging
 import threading
+import time
 from queue import Queue
 
 import pytest
@@ -10,7 +11,7 @@ from flwr.server.superlink.fleet.vce import vce_api
 
 from fedmllm.config import RunConfig
 from fedmllm.engine.simulation import RAY_INLINE_BYTES, backend_config, simulate
-from fedmllm.engine.wakeup import Wakeup, compatible, installed
+from fedmllm.engine.wakeup import TICK_SECONDS, Wakeup, compatible, installed
 from fedmllm.run import create_run_dir, preflight
 
 
@@ -36,6 +37,12 @@ def start_extractor(wakeup, state, nodes):
     thread = threading.Thread(target=wakeup.extract, args=(state, queue, nodes, stop))
     thread.start()
     return queue, stop, thread
+
+
+def until(condition, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class Messages:
@@ -66,6 +73,43 @@ def test_the_extractor_hands_each_nodes_waiting_message_to_the_workers():
     assert not thread.is_alive() and queue.empty()
 
 
+def test_a_watched_grid_wakes_the_extractor_after_each_push():
+    class Grid:
+        def push_messages(self, messages):
+            return [f"id-{m}" for m in messages]
+
+    wakeup = Wakeup()
+    grid = wakeup.watch(Grid())
+    assert not wakeup.pushed.is_set()
+    assert grid.push_messages(["a", "b"]) == ["id-a", "id-b"]
+    assert wakeup.pushed.is_set()
+
+
+def test_the_extractor_scans_on_a_push_not_every_tick():
+    class Counting(Messages):
+        scans = 0
+
+        def get_message_ins(self, node_id, limit):
+            self.scans += node_id == 7
+            return super().get_message_ins(node_id, limit)
+
+    wakeup, state = Wakeup(), Counting()
+    queue, stop, thread = start_extractor(wakeup, state, {7: 0})
+    until(lambda: state.scans >= 1)
+    stop.wait(3 * TICK_SECONDS)  # ticks without a push: only the start-up scan
+    assert state.scans == 1
+    state.waiting[7] = "pushed"
+    wakeup.pushed.set()
+    assert queue.get(timeout=5) == "pushed"
+    until(lambda: state.scans >= 3)
+    assert state.scans == 3  # the push's scan found a message, so it looked once more
+    stop.wait(3 * TICK_SECONDS)
+    assert state.scans == 3  # and then waits for the next push
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
 def test_the_injector_stores_a_reply_then_wakes_the_pull():
     wakeup, state = Wakeup(), Messages()
     queue, stop = Queue(), threading.Event()
@@ -83,10 +127,11 @@ def test_installed_swaps_the_loops_for_the_block_only():
     original = vce_api.add_messages_to_queue, vce_api.put_message_into_state
     wakeup = Wakeup()
     with installed(wakeup) as active:
-        assert active
+        assert active and wakeup.active
         assert vce_api.add_messages_to_queue == wakeup.extract
         assert vce_api.put_message_into_state == wakeup.inject
     assert (vce_api.add_messages_to_queue, vce_api.put_message_into_state) == original
+    assert not wakeup.active
 
 
 def test_a_changed_flower_engine_is_left_alone_with_a_warning(monkeypatch, caplog):
@@ -118,6 +163,6 @@ def test_a_simulation_wakes_flowers_engine_on_every_round(tmp_path):
     preflight(cfg)
     summary = simulate(cfg, create_run_dir(cfg), wakeup=wakeup)
     assert summary["rounds"] == 3
-    # each round's push starts a scan before Flower's 0.1 s timer would have
-    assert wakeup.early_scans >= 3
+    # the partition query and each round's push start a scan (without them: one a second)
+    assert wakeup.scans_on_push >= 3
     assert vce_api.add_messages_to_queue != wakeup.extract  # restored after the run

@@ -15,7 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedmllm.engine.records import from_update, run_config, to_arrays, to_config
 from fedmllm.engine.secagg import SecureRounds
-from fedmllm.engine.wakeup import SCAN_SECONDS, Wakeup
+from fedmllm.engine.wakeup import TICK_SECONDS, Wakeup
 from fedmllm.errors import FedmllmError
 from fedmllm.progress import progress_printer
 from fedmllm.run import ClientUpdate, RoundResult, TrainJob, create_run_dir, federate
@@ -37,7 +37,7 @@ class FlowerTransport:
         wakeup: Wakeup | None = None,
     ) -> None:
         self.grid = grid
-        self.wakeup = wakeup  # in simulation: wake Flower's engine on a push, and the pull on a reply
+        self.wakeup = wakeup  # in simulation: Flower's engine wakes the pull on each reply
         self.wait_for_nodes = wait_for_nodes
         self.sizes: dict[int, int] = {}  # partition -> training samples, as each node reported
         self.secure = SecureRounds(grid, context) if context is not None else None
@@ -75,7 +75,7 @@ class FlowerTransport:
                 if time.monotonic() >= deadline:
                     break
                 if self.wakeup is not None:
-                    self.wakeup.replied.wait(SCAN_SECONDS)  # a reply ends it; the timeout is a fallback
+                    self.wakeup.replied.wait(TICK_SECONDS)  # a reply ends it; the timeout is a fallback
                 else:
                     time.sleep(POLL_SECONDS)
         return replies
@@ -112,8 +112,6 @@ class FlowerTransport:
             else:  # the SuperLink no longer knows the node
                 node = message.metadata.dst_node_id
                 result.failures.append(f"node {node} (partition {partition_of[node]}): unknown to the SuperLink")
-        if self.wakeup is not None:
-            self.wakeup.pushed.set()
         replies = self.pull(sent, run["round_timeout"])
         for message_id, message in sent.items():
             reply = replies.get(message_id)

@@ -70,7 +70,9 @@ def simulate(
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            outcome["summary"] = federate(cfg, run_dir, FlowerTransport(grid, context, wakeup=wakeup), report, resume)
+            # Flower's own injector never sets `replied`: then the transport polls as in a deployment
+            transport = FlowerTransport(wakeup.watch(grid), context, wakeup=wakeup if wakeup.active else None)
+            outcome["summary"] = federate(cfg, run_dir, transport, report, resume)
         except BaseException as e:
             outcome["error"] = e
             raise
