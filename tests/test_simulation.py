@@ -32,9 +32,10 @@ def test_an_existing_cluster_keeps_its_own_settings(monkeypatch):
 # Flower's engine threads, woken by the transport (engine/wakeup.py)
 
 
-def start_extractor(wakeup, state, nodes):
+def start(loop, state, *nodes):
+    """One of the engine loops in its own thread, as Flower starts it: (state, queue, [nodes,] stop)."""
     queue, stop = Queue(), threading.Event()
-    thread = threading.Thread(target=wakeup.extract, args=(state, queue, nodes, stop))
+    thread = threading.Thread(target=loop, args=(state, queue, *nodes, stop))
     thread.start()
     return queue, stop, thread
 
@@ -64,7 +65,7 @@ def test_the_installed_flower_runs_the_loops_wakeup_replaces():
 
 def test_the_extractor_hands_each_nodes_waiting_message_to_the_workers():
     wakeup, state = Wakeup(), Messages()
-    queue, stop, thread = start_extractor(wakeup, state, {7: 0, 9: 1})
+    queue, stop, thread = start(wakeup.extract, state, {7: 0, 9: 1})
     state.waiting[9] = "for node 9"
     wakeup.pushed.set()
     assert queue.get(timeout=5) == "for node 9"
@@ -94,7 +95,7 @@ def test_the_extractor_scans_on_a_push_not_every_tick():
             return super().get_message_ins(node_id, limit)
 
     wakeup, state = Wakeup(), Counting()
-    queue, stop, thread = start_extractor(wakeup, state, {7: 0})
+    queue, stop, thread = start(wakeup.extract, state, {7: 0})
     until(lambda: state.scans >= 1)
     stop.wait(3 * TICK_SECONDS)  # ticks without a push: only the start-up scan
     assert state.scans == 1
@@ -112,9 +113,7 @@ def test_the_extractor_scans_on_a_push_not_every_tick():
 
 def test_the_injector_stores_a_reply_then_wakes_the_pull():
     wakeup, state = Wakeup(), Messages()
-    queue, stop = Queue(), threading.Event()
-    thread = threading.Thread(target=wakeup.inject, args=(state, queue, stop))
-    thread.start()
+    queue, stop, thread = start(wakeup.inject, state)
     queue.put("reply")
     assert wakeup.replied.wait(timeout=5)
     assert state.stored == ["reply"]  # stored before the event: the pull it wakes finds it
