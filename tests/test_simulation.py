@@ -102,6 +102,7 @@ def test_the_extractor_scans_on_a_push_not_every_tick():
     state.waiting[7] = "pushed"
     wakeup.pushed.set()
     assert queue.get(timeout=5) == "pushed"
+    assert wakeup.scans_on_push == 1
     until(lambda: state.scans >= 3)
     assert state.scans == 3  # the push's scan found a message, so it looked once more
     stop.wait(3 * TICK_SECONDS)

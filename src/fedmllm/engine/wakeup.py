@@ -65,14 +65,14 @@ class Wakeup:
         push woke it or RESCAN_SECONDS have passed."""
         idle = RESCAN_SECONDS  # scan once at the start
         while not f_stop.is_set():
-            if self.pushed.is_set() or idle >= RESCAN_SECONDS:
+            woken = self.pushed.is_set()
+            if woken or idle >= RESCAN_SECONDS:
                 self.pushed.clear()  # before the scan: a push during it starts the next one
+                self.scans_on_push += woken
                 idle = 0.0
                 if self.scan(state, queue, nodes_mapping):
                     continue  # a scan hands out one message per node: a node may hold another
-            if self.pushed.wait(TICK_SECONDS):
-                self.scans_on_push += 1
-            else:
+            if not self.pushed.wait(TICK_SECONDS):
                 idle += TICK_SECONDS
 
     @staticmethod
