@@ -1,6 +1,6 @@
 """Speed, memory, scale and bytes of fedmllm, measured side by side in one run. Prints one table.
 
-    python benchmarks/perf.py [--rounds 8] [--steps 8] [--sections overhead,trainer,memory,bytes,eval]
+    python benchmarks/perf.py [--rounds 8] [--steps 8] [--sections overhead,trainer,memory,bytes,records,eval]
                               [--json perf.json]
 
 Every ratio compares designs run here on the same model, data, clients, seeds and number of
@@ -12,7 +12,8 @@ waits) each other design runs its own round r, so all of them meet the same mach
   cores) against a bare PyTorch loop in one process that runs exactly the same client updates and
   the same server rule. The final adapters must agree. The figure is the median over the steady
   rounds 2..R-1 of fedmllm's round time over the bare loop's (round R also scores the model);
-  start-up = everything before round 1 ends, minus one steady round.
+  start-up = everything before round 1 ends, minus one steady round. A second copy of the bare
+  loop is paired the same way: its ratio to the first is the run's resolution (noise alone).
 - trainer: the common reference design, a `transformers.Trainer` built per client per round (as
   public FedMLLM/OpenFedLLM code does, one client after another on all cores), against fedmllm
   one client at a time and with its default `client_cpus = 1` (Flower runs as many clients at
@@ -23,6 +24,8 @@ waits) each other design runs its own round r, so all of them meet the same mach
   10, 100 and 1000 virtual clients, 10 sampled per round, SCAFFOLD (per-client state on the server).
 - bytes: bytes per round down and up, against the full model's parameter bytes, and with
   `update_dtype` bfloat16 / float16 (final AUC alongside).
+- records: a message's tensors into Flower's ArrayRecord and back, Flower's own conversion
+  against fedmllm's, for the tiny adapter and a LoRA shaped like one on Qwen2-VL-2B.
 - eval: test items per second, batched option-likelihood scoring against one-at-a-time generation.
 """
 
@@ -43,10 +46,12 @@ from typing import Any
 
 import psutil
 import torch
+from flwr.app import ArrayRecord
 
 from fedmllm.checkpoint import load as load_checkpoint
 from fedmllm.config import RunConfig
 from fedmllm.data.batching import batches
+from fedmllm.engine.records import from_arrays, to_arrays
 from fedmllm.engine.simulation import simulate
 from fedmllm.evaluation.scoring import generate_answers, option_logprobs
 from fedmllm.fl import client
@@ -57,7 +62,7 @@ from fedmllm.model.load import load_trainable, session, trainable_state
 from fedmllm.run import ClientUpdate, create_run_dir, model_spec, preflight, prepare_data, server_update
 from fedmllm.scenarios.prompts import target_text
 
-SECTIONS = ("overhead", "trainer", "padding", "memory", "bytes", "eval")
+SECTIONS = ("overhead", "trainer", "padding", "memory", "bytes", "records", "eval")
 CORES = os.cpu_count() or 1
 
 
@@ -217,6 +222,9 @@ def overhead(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
     designs = {"bare": bare_step(cfg)}
     if "trainer" in args.sections:
         designs["trainer"] = trainer_step(cfg, tmp / "trainer-scratch")
+    # the bare loop again, paired the same way: the two copies differ only by the machine's noise,
+    # so their ratio is the smallest difference this run can tell from noise
+    designs["bare-again"] = bare_step(cfg)
     reps = {name: Replica(cfg, fn, tmp / f"{name}-data") for name, fn in designs.items()}
     fed = paired(cfg, reps)
     bare = fed["replicas"]["bare"]
@@ -224,11 +232,16 @@ def overhead(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
     final = load_checkpoint(Path(fed["out"])).state.global_params
     out["fedmllm_seq"] = fed
     ratios = [1 / x for x in bare["vs_fedmllm"]]  # fedmllm's round over the bare loop's
+    again = fed["replicas"]["bare-again"]
+    noise = [a / b for a, b in zip(again["per_round"][1:-1], bare["per_round"][1:-1], strict=True)]
     out["overhead"] = {
         "fedmllm_steady_s": fed["steady"],
         "bare_steady_s": bare["steady"],
         "ratio": statistics.median(ratios),
         "per_round_ratios": ratios,
+        "noise_ratio": statistics.median(noise),
+        "noise_per_round_ratios": noise,
+        "noise_adapter_max_abs_diff": max_diff(again["params"], bare["params"]),
         # within one run: round wall time over the clients' own time, the same seconds on both sides
         "within_run_ratio": statistics.median(r["seconds"] / r["client_seconds"] for r in steady_rows),
         # the clients' own time in fedmllm's workers over the bare loop's round, round by round
@@ -405,6 +418,56 @@ def bytes_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> N
     out["bytes"] = result
 
 
+def lora_shapes(layers: int, hidden: int, kv: int, inter: int, r: int) -> dict[str, tuple[int, int]]:
+    """A LoRA of rank r on every linear layer of a decoder's blocks, as PEFT names its tensors."""
+    linears = {
+        "q_proj": (hidden, hidden),
+        "k_proj": (hidden, kv),
+        "v_proj": (hidden, kv),
+        "o_proj": (hidden, hidden),
+        "gate_proj": (hidden, inter),
+        "up_proj": (hidden, inter),
+        "down_proj": (inter, hidden),
+    }
+    shapes = {}
+    for i, (name, (n_in, n_out)) in itertools.product(range(layers), linears.items()):
+        shapes[f"model.layers.{i}.{name}.lora_A.weight"] = (r, n_in)
+        shapes[f"model.layers.{i}.{name}.lora_B.weight"] = (n_out, r)
+    return shapes
+
+
+def records_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
+    """A message's tensors to Flower's ArrayRecord and back: Flower's own conversion (np.save /
+    np.load per tensor) against fedmllm's (`engine.records`), alternating, median of 30."""
+    adapters = {
+        "tiny": trainable_state(session(model_spec(base_config(args, tmp))).model),
+        # Qwen2-VL-2B's language model (28 layers, hidden 1536, 2 KV heads of 128, MLP 8960), r = 8
+        "Qwen2-VL-2B-shaped LoRA r=8, all linear layers": {
+            n: torch.randn(shape) for n, shape in lora_shapes(28, 1536, 256, 8960, 8).items()
+        },
+    }
+    result = {}
+    for label, params in adapters.items():
+        seconds: dict[str, list[float]] = {"flower_out": [], "flower_back": [], "ours_out": [], "ours_back": []}
+        for _ in range(30):
+            for who, make, read in (
+                ("flower", lambda p: ArrayRecord(torch_state_dict=p), lambda r: r.to_torch_state_dict()),
+                ("ours", to_arrays, from_arrays),
+            ):
+                t0 = time.perf_counter()
+                record = make(params)
+                t1 = time.perf_counter()
+                read(record)
+                seconds[f"{who}_out"].append(t1 - t0)
+                seconds[f"{who}_back"].append(time.perf_counter() - t1)
+        result[label] = {
+            "tensors": len(params),
+            "mb": sum(t.numel() * t.element_size() for t in params.values()) / 1e6,
+            **{k: statistics.median(v) for k, v in seconds.items()},
+        }
+    out["records"] = result
+
+
 def eval_section(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> None:
     cfg = base_config(args, tmp)
     preflight(cfg)
@@ -451,6 +514,10 @@ def table(out: dict[str, Any]) -> str:
             "**framework overhead**, fedmllm / bare (median of per-round ratios)",
             f"**{o['ratio']:.3f}x** (rounds {spread(o['per_round_ratios'])})",
             "<= 1.05x",
+        )
+        add(
+            "resolution: the bare loop / itself, paired the same way (machine noise alone)",
+            f"{o['noise_ratio']:.3f}x (rounds {spread(o['noise_per_round_ratios'])})",
         )
         if "default_ratio" in o:
             add(
@@ -521,6 +588,14 @@ def table(out: dict[str, Any]) -> str:
         add("final AUC by update dtype", aucs)
         for dtype, diff in b.get("final_max_abs_diff", {}).items():
             add(f"final adapter max abs diff, {dtype} vs float32", f"{diff:.1e}")
+    for label, r in out.get("records", {}).items():
+        add(
+            f"message to ArrayRecord and back, {label} ({r['tensors']} tensors, {r['mb']:.1f} MB): "
+            "Flower's conversion / fedmllm's",
+            f"out {1e3 * r['flower_out']:.2f} / {1e3 * r['ours_out']:.2f} ms, "
+            f"back {1e3 * r['flower_back']:.2f} / {1e3 * r['ours_back']:.2f} ms "
+            f"(**{(r['flower_out'] + r['flower_back']) / (r['ours_out'] + r['ours_back']):.1f}x**)",
+        )
     if "eval" in out:
         e = out["eval"]
         add(
@@ -559,7 +634,14 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     out: dict[str, Any] = {"cores": CORES, "torch": torch.__version__}
-    runs = {"overhead": overhead, "padding": padding, "memory": memory, "bytes": bytes_section, "eval": eval_section}
+    runs = {
+        "overhead": overhead,
+        "padding": padding,
+        "memory": memory,
+        "bytes": bytes_section,
+        "records": records_section,
+        "eval": eval_section,
+    }
     if "trainer" in sections and "overhead" not in sections:
         sections.insert(0, "overhead")  # the Trainer's rounds are paired with fedmllm's there
     args.sections = sections
