@@ -529,7 +529,11 @@ def table(out: dict[str, Any]) -> str:
         add("of which: round / clients' own time, within fedmllm's run", f"{o['within_run_ratio']:.3f}x")
         add("of which: clients' own time in fedmllm's workers / bare loop's round", f"{o['compute_ratio']:.3f}x")
         add("start-up of fedmllm (Ray, model loads, zero-shot scoring)", f"{o['fedmllm_startup_s']:.1f} s")
-        add("final adapter, max abs diff fedmllm vs bare", f"{o['final_adapter_max_abs_diff']:.1e}", "same steps")
+        add(
+            "final adapter, max abs diff fedmllm vs bare / bare vs its copy",
+            f"{o['final_adapter_max_abs_diff']:.1e} / {o['noise_adapter_max_abs_diff']:.1e}",
+            "same steps",
+        )
         add(
             "base model loads: server / per client worker",
             f"{o['server_model_loads']} / {o['client_model_loads_per_worker']}",

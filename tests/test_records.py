@@ -111,3 +111,12 @@ def test_an_array_in_another_serialization_is_refused():
     record["x"] = Array(dtype="float32", shape=(1,), stype="pickle", data=b"\x00")
     with pytest.raises(FedmllmError, match="serialized as 'pickle'"):
         from_arrays(record)
+
+
+def test_trailing_bytes_are_refused_on_the_first_read_of_a_layout_too():
+    good = to_arrays({"y": torch.ones(11, 13)})  # a layout no other test reads
+    longer = ArrayRecord()
+    longer["y"] = Array(dtype="float32", shape=(11, 13), stype="numpy.ndarray", data=good["y"].data + b"\x00" * 4)
+    for _ in range(2):  # uncached, then cached
+        with pytest.raises(FedmllmError, match=r"array 'y': 576 data bytes for shape \(11, 13\) of float32"):
+            from_arrays(longer)

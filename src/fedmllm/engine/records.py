@@ -38,23 +38,24 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def npy_array(data: bytes, name: str) -> np.ndarray:
     """The (writable) array in `np.save` bytes. The first array of each layout is read by np.load,
-    which checks the header; later ones of that layout are read straight from the bytes."""
+    which checks the header; every array is then read straight from the bytes behind it."""
     if data[:6] != b"\x93NUMPY" or len(data) < 10:
         raise FedmllmError(f"array {name!r}: not in the .npy format")
     size = 2 if data[6] == 1 else 4  # the header's length field: uint16 in version 1, uint32 in 2 and 3
     offset = 8 + size + int.from_bytes(data[8 : 8 + size], "little")
     header = data[:offset]
-    if header not in _LAYOUTS:
+    layout = _LAYOUTS.get(header)
+    if layout is None:
         try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
+            checked = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as e:  # a bad header, too few bytes, Python objects
             raise FedmllmError(f"array {name!r}: unreadable ({e})") from None
+        layout = (checked.dtype, checked.shape, not checked.flags.c_contiguous)
         if len(_LAYOUTS) < MAX_LAYOUTS:
-            _LAYOUTS[header] = (array.dtype, array.shape, not array.flags.c_contiguous)
-        return array
-    dtype, shape, fortran = _LAYOUTS[header]
+            _LAYOUTS[header] = layout
+    dtype, shape, fortran = layout
     count = math.prod(shape)
-    if len(data) - offset != count * dtype.itemsize:
+    if len(data) - offset != count * dtype.itemsize:  # np.load would take trailing bytes: not here
         raise FedmllmError(f"array {name!r}: {len(data) - offset} data bytes for shape {shape} of {dtype}")
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     array = flat.reshape(shape[::-1]).transpose() if fortran else flat.reshape(shape)
