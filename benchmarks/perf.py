@@ -167,7 +167,7 @@ def bare_step(cfg: RunConfig) -> Any:
         kw = {
             "steps": cfg.local_steps,
             "batch_size": cfg.batch_size,
-            "agnostic": cfg.prompt_augmentation,
+            "variant": cfg.prompt_form,
             "group_by_length": cfg.group_by_length,
         }
         return client.train(sess, samples, lr=lr, seed=seed, **kw).loss

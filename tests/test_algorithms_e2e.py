@@ -83,11 +83,14 @@ def test_16_bit_updates_halve_the_bytes_up_and_barely_move_the_result(tmp_path):
         assert rows[0]["train_loss"] == full_rows[0]["train_loss"]  # round 1 starts from the same model
         assert rows[1]["train_loss"] == pytest.approx(full_rows[1]["train_loss"], rel=1e-3)
         assert half["final"]["auc"] == pytest.approx(full["final"]["auc"], abs=0.02)
+    assert "reg_grad_ratio" not in full_rows[0]  # no proximal term in FedAvg
 
 
 @pytest.mark.slow
 def test_fedadagrad_with_both_strategies(tmp_path):
-    summary, _ = run(
+    summary, rows = run(
         tmp_path, "adagrad", "--algorithm", "fedadagrad", "--adaptive-regularization", "--prompt-augmentation"
     )
     assert summary["algorithm"] == "fedadagrad" and 0 <= summary["final"]["auc"] <= 1
+    # the adaptive term's gradient against the task's: present each round, small (mu * mu_w = 1e-3)
+    assert all(0 < r["reg_grad_ratio"] < 1 for r in rows)

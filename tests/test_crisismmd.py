@@ -167,8 +167,10 @@ def test_synthetic_twin_is_native_layout_and_deterministic(synthetic, tmp_path):
 
 
 def test_synthetic_labels_cover_all_classes(synthetic):
+    # imbalanced like the real set: class 0 (warm, topic 0) has prior 0.6 * 0.4, class 7 0.4 * 0.15
     counts = Counter(s.label for s in crisismmd.load(synthetic, "train"))
-    assert sorted(counts) == list(range(8)) and min(counts.values()) >= 20
+    assert sorted(counts) == list(range(8)) and min(counts.values()) >= 10
+    assert counts.most_common(1)[0][0] == 0
 
 
 def cool_image(path: Path) -> int:
@@ -183,12 +185,13 @@ def text_topic(text: str) -> int:
     return topic
 
 
-def test_label_needs_both_modalities(synthetic):
+def test_label_follows_each_modality_in_part(synthetic):
     samples = crisismmd.load(synthetic, "train")
     image_attr = [cool_image(s.image) for s in samples]
     text_attr = [text_topic(s.text) for s in samples]
-    # both modalities together determine the label exactly
-    assert [4 * i + t for i, t in zip(image_attr, text_attr, strict=True)] == [s.label for s in samples]
+    # the cues name the label's class 0.85 * 0.85 of the time (noise), not always
+    agree = sum(4 * i + t == s.label for i, t, s in zip(image_attr, text_attr, samples, strict=True)) / len(samples)
+    assert 0.6 < agree < 0.85
 
     def best_accuracy(attr: list[int]) -> float:  # predict the most common label per attribute value
         groups: dict[int, Counter] = {}
@@ -196,6 +199,7 @@ def test_label_needs_both_modalities(synthetic):
             groups.setdefault(a, Counter())[s.label] += 1
         return sum(c.most_common(1)[0][1] for c in groups.values()) / len(samples)
 
-    assert best_accuracy(image_attr) < 0.35 and best_accuracy(text_attr) < 0.6
+    # each modality alone beats the majority class (0.24) and falls short of both (ceilings 0.34, 0.51)
+    assert 0.26 < best_accuracy(image_attr) < 0.45 < best_accuracy(text_attr) < 0.6
     spec = crisis.CrisisSpec("red", "circle", 2, "shelters", 0, "downtown", "")
-    assert spec.label == 2 and crisis.CrisisSpec("blue", "circle", 2, "shelters", 0, "downtown", "").label == 6
+    assert spec.cue_class == 2 and crisis.CrisisSpec("blue", "circle", 2, "shelters", 0, "downtown", "").cue_class == 6

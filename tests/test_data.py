@@ -1,3 +1,4 @@
+import math
 import shutil
 from pathlib import Path
 
@@ -21,12 +22,12 @@ def test_synthetic_twin_is_native_layout_and_deterministic(tmp_path):
     assert not (tmp_path / "a.partial").exists()
 
 
-def test_label_needs_both_modalities():
-    # the label is warm XOR mocking: flipping either attribute alone flips the label
-    spec = memes.MemeSpec("red", "circle", "lovely", "team", 0)
-    assert spec.label == 1
-    assert memes.MemeSpec("blue", "circle", "lovely", "team", 0).label == 0
-    assert memes.MemeSpec("red", "circle", "filthy", "team", 0).label == 0
+def test_label_rule_reads_both_cues():
+    # t = +1 for a mocking word, v = +1 for a warm colour; P(hateful) = sigmoid(a t + b v + c t v)
+    assert memes.MemeSpec("red", "circle", "filthy", "team", 0).cues == (1, 1)
+    assert memes.MemeSpec("blue", "circle", "lovely", "team", 0).cues == (-1, -1)
+    assert memes.hateful_probability(-1, 1) == pytest.approx(1 / (1 + math.exp(0.85 - 0.45 + 1.15)))
+    assert memes.hateful_probability(1, -1) == pytest.approx(1 / (1 + math.exp(-0.85 + 0.45 + 1.15)))
 
 
 def test_loader_reads_published_fields(tmp_path):

@@ -58,12 +58,12 @@ def test_prompt_cache_gives_the_same_tensors_and_keeps_to_its_budget(tiny_sessio
             assert all(torch.equal(a.tokens[k], b.tokens[k]) for k in a.tokens)
             assert all(torch.equal(a.images[k], b.images[k]) for k in b.images) and a.images.keys() == b.images.keys()
     assert (cache.misses, cache.hits) == (6, 6)  # each image decoded and processed once
-    assert encode(proc, samples[0], None, agnostic=True, cache=cache) is not cache.get(proc, samples[0], False)
-    size = nbytes(cache.get(proc, samples[0], False))
+    assert encode(proc, samples[0], None, "augmented", cache=cache) is not cache.get(proc, samples[0], "modality")
+    size = nbytes(cache.get(proc, samples[0], "modality"))
     small = PromptCache(budget_mb=1)
     small.budget_mb = 2.5 * size / 2**20  # room for two entries
     for s in samples[:3]:
-        small.get(proc, s, False)
+        small.get(proc, s, "modality")
     assert len(small.entries) == 2 and small.bytes == 2 * size  # the oldest went first
     assert [k[1] for k in small.entries] == samples[1:3]
 

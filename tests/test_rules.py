@@ -63,6 +63,38 @@ def test_fedavg_equal_weights_three_rounds():
         assert w["x"].item() == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", ["fedavg", "fedprox"])
+def test_fedavg_server_lr_three_rounds(name):
+    # Δ = [1, 3], [2, 1], [-1, 1]; w ← w + 0.5·Δ
+    rounds = [
+        ([[4.0, 0.0], [0.0, 4.0]], [0.5, 1.5]),
+        ([[2.0, -2.0], [2.0, 2.0]], [1.5, 2.0]),
+        ([[-4.0, 4.0], [0.0, 0.0]], [1.0, 2.5]),
+    ]
+    list(run_rounds(name, ServerHyper(server_lr=0.5), rounds))
+
+
+def test_fedavg_with_eta_one_is_the_mean_bit_for_bit():
+    w = {"x": torch.tensor([0.1, 1e-8])}
+    clients = [{"x": torch.tensor([0.7, 3.3])}, {"x": torch.tensor([0.2, -1.1])}]
+    out, _ = aggregate("fedavg", {}, w, clients, [1, 2], ServerHyper(server_lr=1.0))
+    assert torch.equal(out["x"], rules.weighted_mean(clients, [1, 2])["x"])
+
+
+def test_secure_mean_gets_the_server_lr_too():
+    """A SecAgg+ round hands server_update one update, the mean client model standing for all
+    contributors; FedAvg's eta applies to it like to any update."""
+    from fedmllm.config import RunConfig
+    from fedmllm.fl.state import ServerState
+    from fedmllm.run import ClientUpdate, server_update
+
+    cfg = RunConfig(algorithm="fedavg", secagg=True, server_lr=0.25)
+    state = ServerState.start({"x": torch.tensor([1.0, -1.0])}, seed=0)
+    secure = ClientUpdate(-1, {"x": torch.tensor([5.0, 3.0])}, num_samples=30, loss=0.0, clients=3)
+    server_update(cfg, state, [secure], lr=0.1)
+    close(state.global_params["x"], [2.0, 0.0])  # 1 + 0.25·4, -1 + 0.25·4
+
+
 def test_weighted_mean_kept():
     out = rules.weighted_mean([{"x": torch.tensor([2.0])}, {"x": torch.tensor([6.0])}], [3.0, 1.0])
     close(out["x"], [3.0])
@@ -92,6 +124,30 @@ def test_fedavgm_unweighted_one_round_with_defaults_is_fedavg():
     out, state = aggregate("fedavgm", {}, w, clients, [5, 5], HP)  # eta = 1, v = Δ = [2, 1]
     close(out["x"], [3.0, 2.0])
     close(state["momentum"]["x"], [2.0, 1.0])
+
+
+def test_damped_fedavgm_three_rounds():
+    from fedmllm.config import RunConfig
+    from fedmllm.run import hyper
+
+    hp = hyper(RunConfig(algorithm="fedavgm", server_momentum=0.5, server_momentum_damped=True))
+    assert (hp.server_lr, hp.momentum) == (0.5, 0.5)
+    # Δ = [1, 3], [2, 1], [-1, 1]; v = [1, 3], [2.5, 2.5], [0.25, 2.25]; w += 0.5·v
+    rounds = [
+        ([[4.0, 0.0], [0.0, 4.0]], [0.5, 1.5]),
+        ([[2.0, -2.0], [2.0, 2.0]], [1.75, 2.75]),
+        ([[-4.0, 4.0], [0.0, 0.0]], [1.875, 3.875]),
+    ]
+    list(run_rounds("fedavgm", hp, rounds))
+
+
+def test_damped_fedavgm_steady_step_is_fedavgs():
+    hp = ServerHyper(server_lr=0.1, momentum=0.9)  # eta = 1 - beta
+    w, state = {"x": torch.zeros(1)}, {}
+    for _ in range(200):  # the same Δ = 1 every round
+        before = w["x"].item()
+        w, state = aggregate("fedavgm", state, w, [{"x": w["x"] + 1.0}], [1], hp)
+    assert w["x"].item() - before == pytest.approx(1.0, abs=1e-6)  # 1 - 0.9^200
 
 
 # ---------------------------------------------------------------- FedAdagrad / FedAdam / FedYogi
@@ -152,6 +208,42 @@ def test_fedyogi_three_rounds():
     close(states[1]["v"]["x"], [0.9216, 6.25])
     close(states[2]["m"]["x"], [1.11, -0.45])
     close(states[2]["v"]["x"], [1.44, 5.76])
+
+
+# adaptive_moment = "momentum": v from m², m updated first. One client, so Δ is its offset.
+# beta1 = 0.5, beta2 = 0.75, tau = 1, eta = 1; round 1 Δ = [2, -4] gives m = [1, -2] and, from
+# v = 0, v = 0.25·m² = [0.25, 1] for both rules (√v = [0.5, 1]): w = [1/1.5, -2/2] = [2/3, -1].
+# With v from Δ² ("delta") it would be v = [1, 4] and w = [0.5, -2/3].
+MOMENTUM_HP = ServerHyper(server_lr=1.0, beta1=0.5, beta2=0.75, tau=1.0, adaptive_moment="momentum")
+
+
+def test_fedadam_second_moment_from_momentum():
+    # round 2: Δ = [-2, 4]: m = [-0.5, 1]; v = 0.75·[0.25, 1] + 0.25·[0.25, 1] = [0.25, 1];
+    # w += [-0.5/1.5, 1/2]
+    rounds = [([[2.0, -4.0]], [2 / 3, -1.0]), ([[-2.0, 4.0]], [1 / 3, -0.5])]
+    states = list(run_rounds("fedadam", MOMENTUM_HP, rounds, weights=(1.0,)))
+    close(states[0]["v"]["x"], [0.25, 1.0])
+    close(states[1]["m"]["x"], [-0.5, 1.0])
+    close(states[1]["v"]["x"], [0.25, 1.0])
+
+
+def test_fedyogi_second_moment_from_momentum():
+    # round 2: Δ = [0, 5]: m = [0.5, 1.5], m² = [0.25, 2.25]; sign(v − m²) = [0, −1]:
+    # v = [0.25, 1 + 0.25·2.25] = [0.25, 1.5625] (√v = [0.5, 1.25]); w += [0.5/1.5, 1.5/2.25]
+    rounds = [([[2.0, -4.0]], [2 / 3, -1.0]), ([[0.0, 5.0]], [1.0, -1 / 3])]
+    states = list(run_rounds("fedyogi", MOMENTUM_HP, rounds, weights=(1.0,)))
+    close(states[0]["v"]["x"], [0.25, 1.0])
+    close(states[1]["m"]["x"], [0.5, 1.5])
+    close(states[1]["v"]["x"], [0.25, 1.5625])
+
+
+def test_adaptive_moment_delta_is_the_default_and_adagrad_has_no_momentum_variant():
+    w = {"x": torch.zeros(2)}
+    delta_hp = ServerHyper(server_lr=1.0, beta1=0.5, beta2=0.75, tau=1.0)
+    out, _ = aggregate("fedadam", {}, w, [{"x": torch.tensor([2.0, -4.0])}], [1], delta_hp)
+    close(out["x"], [0.5, -2 / 3])
+    with pytest.raises(ValueError, match="adaptive_moment 'momentum' is not defined for fedadagrad"):
+        aggregate("fedadagrad", {}, w, [{"x": torch.ones(2)}], [1], MOMENTUM_HP)
 
 
 def test_adaptive_unweighted_one_round():

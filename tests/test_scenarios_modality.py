@@ -70,7 +70,7 @@ def test_dirichlet_refuses_unlabelled_data(tmp_path):
 
 def test_prompt_augmentation_yields_one_instruction_form(tmp_path):
     samples = [s for x in full(8, tmp_path) for s in (x, x.drop(image=True), x.drop(text=True), x.drop(True, True))]
-    forms = {prompts.user_text(s, agnostic=True).split("\n")[-3] for s in samples}
+    forms = {prompts.user_text(s, "augmented").split("\n")[-3] for s in samples}
     assert forms == {"Is this meme hateful, without considering the modality?"}
     aware = {prompts.user_text(s).split("\n")[-3] for s in samples}
     assert len(aware) == 4

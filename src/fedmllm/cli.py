@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = bench.add_mutually_exclusive_group(required=True)
     source.add_argument("matrix", nargs="?", type=Path, help="a TOML or YAML matrix file")
-    source.add_argument("--preset", choices=PRESETS, help="a shipped matrix: quick (tiny model, CPU) or paper (GPU)")
+    source.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="a shipped matrix: quick (tiny model, CPU, ~1 h), standard (tiny model, CPU, ~3 h) or paper (GPU)",
+    )
     bench.add_argument("--out", type=Path, required=True, help="the bench folder (created, or resumed)")
     bench.add_argument("--retry-failed", action="store_true", help="run cells that failed before again")
     bench.add_argument("--verbose", action="store_true", help="print every round and Flower's own logs")
@@ -141,7 +145,7 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     from rich.table import Table
 
     final, zero = summary["final"], summary["zero_shot"]
-    metrics = [m for m in (*MAIN_METRICS, "gen_accuracy", "gen_parse_failure") if m in final]
+    metrics = [m for m in (*MAIN_METRICS, "gen_auc", "gen_accuracy", "gen_parse_failure") if m in final]
     table = Table(title="test set (full modality)")
     table.add_column("model")
     for m in metrics:

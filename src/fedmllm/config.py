@@ -9,6 +9,7 @@ file, and `field-name` in `[tool.flwr.app.config]`. Defaults are the embedded CP
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ ALGORITHMS = (
 ADAPTIVE = ("fedadagrad", "fedadam", "fedyogi")
 MEAN_BASED = ("fedavg", "fedprox", "fedavgm", *ADAPTIVE)  # what a secure sum can serve
 DATASET_NAMES = ("hateful_memes", "crisismmd", "vqa_rad", "slake", "medalpaca")  # = data.registry.DATASETS
+# "auto" + scenarios.prompts.VARIANTS (tests/test_scenarios.py keeps them equal)
+PROMPT_VARIANTS = ("auto", "modality", "augmented", "augmented_answer_line", "full_modality")
+NO_SERVER_STEP = ("fedmedian", "fedtrimmedavg", "krum", "local", "centralized")  # no eta to set
+# published with train and test only (each loader's SPLITS; tests/test_config.py keeps them equal)
+NO_DEV_SPLIT = ("vqa_rad", "medalpaca")
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -44,7 +50,8 @@ class RunConfig:
     dataset: str = _f("hateful_memes", "dataset name", DATASET_NAMES)
     data_dir: str = _f("", "folder of the dataset as published; empty = offline synthetic twin")
     synthetic_train: int = _f(1000, "training samples of the synthetic twin")
-    synthetic_test: int = _f(200, "test samples of the synthetic twin")
+    synthetic_test: int = _f(1000, "test samples of the synthetic twin")
+    synthetic_dev: int = _f(500, "dev (tuning) samples of the synthetic twin, where the dataset has a dev split")
     synthetic_seed: int = _f(0, "seed of the synthetic twin's content (fixed, like a published dataset)")
     # heterogeneity scenario
     num_clients: int = _f(10, "number of clients")
@@ -59,17 +66,39 @@ class RunConfig:
     ood_dataset: str = _f("", "an extra out-of-domain test set (cross_task: 'slake'); empty = none")
     ood_data_dir: str = _f("", "folder of ood_dataset; empty = synthetic twin")
     prompt_augmentation: bool = _f(False, "one modality-agnostic prompt for every sample (paper's strategy 1)")
+    prompt_variant: str = _f(
+        "auto",
+        "prompt wording (docs/prompts.md): auto = augmented with prompt_augmentation, else modality; "
+        "modality: the lead names the sample's modalities; augmented: the authors' ', without considering "
+        "the modality' on an instruction line and the question; augmented_answer_line: on the question and "
+        "the answer line; full_modality: the image+text lead on every sample",
+        PROMPT_VARIANTS,
+    )
     # federation
     algorithm: str = _f("fedavg", "FL algorithm or baseline (zero-shot is reported by every run)", ALGORITHMS)
     adaptive_regularization: bool = _f(False, "proximal term on the middle decoder layers only (paper's strategy 2)")
     prox_mu: float = _f(0.01, "mu of FedProx's (mu/2)|w - w_global|^2, and of the adaptive term")
     adaptive_mu_weight: float = _f(0.1, "mu_w: the adaptive term's weight is mu * mu_w (paper: 0.1)")
     adaptive_skip_layers: int = _f(4, "s: the adaptive window is layers [s, L-1-s], s clamped to (L-1)//2 (paper: 4)")
-    server_lr: float = _f(0.0, "server learning rate eta; 0 = the algorithm's default (1.0, adaptive ones 1e-3)")
+    server_lr: float = _f(
+        0.0,
+        "server learning rate eta (fedavg/fedprox w <- w + eta*Delta, fedavgm, adaptive ones, scaffold's eta_g); "
+        "0 = the algorithm's default (1.0; adaptive ones 1e-3; damped fedavgm 1 - beta); fedmedian, "
+        "fedtrimmedavg, krum, local and centralized have no server step and refuse a value",
+    )
     server_momentum: float = _f(0.9, "FedAvgM momentum beta")
+    server_momentum_damped: bool = _f(
+        False, "FedAvgM: server_lr 0 means eta = 1 - beta, so the steady step equals FedAvg's (as OpenFedLLM's)"
+    )
     beta1: float = _f(0.9, "FedAdagrad/FedAdam/FedYogi first-moment beta1")
     beta2: float = _f(0.99, "FedAdam/FedYogi second-moment beta2")
     tau: float = _f(1e-3, "FedAdagrad/FedAdam/FedYogi adaptivity tau")
+    adaptive_moment: str = _f(
+        "delta",
+        "FedAdam/FedYogi second moment: delta = from Delta^2 (Reddi et al.); momentum = from m^2, m updated "
+        "first (the FedMLLM authors' / OpenFedLLM's code)",
+        ("delta", "momentum"),
+    )
     trim_fraction: float = _f(0.2, "FedTrimmedAvg: fraction cut at each end")
     krum_byzantine: int = _f(1, "Krum: number of Byzantine clients tolerated (f)")
     rounds: int = _f(20, "federated rounds (paper: 25 Hateful Memes, 40 CrisisMMD, 50 medical)")
@@ -117,6 +146,12 @@ class RunConfig:
     client_cpus: float = _f(1.0, "CPU cores reserved per simulated client (Ray actor)")
     client_gpus: float = _f(0.0, "GPUs reserved per simulated client (e.g. 0.5 shares one GPU by two)")
     # evaluation and output
+    eval_split: str = _f(
+        "test",
+        "the split every evaluation scores (main and ood_dataset): test, or dev to tune hyper-parameters "
+        "without looking at the test set",
+        ("test", "dev"),
+    )
     eval_every: int = _f(1, "evaluate the global model every N rounds (the last round always)")
     eval_batch_size: int = _f(32, "evaluation batch size")
     generate_eval: bool = _f(True, "also score by greedy generation + option-letter parsing (zero-shot and final)")
@@ -166,8 +201,50 @@ class RunConfig:
             raise FedmllmError("config key 'update_dtype': SecAgg+ sends its own quantised integers; use float32")
         if self.client_data == "node" and self.algorithm == "centralized":
             raise FedmllmError("config key 'client_data': 'node' keeps data on the nodes; centralized needs it pooled")
+        for name in ("dataset", "ood_dataset"):  # a dev-split run must never fall back to the test set
+            if self.eval_split == "dev" and getattr(self, name) in NO_DEV_SPLIT:
+                raise FedmllmError(
+                    f"config key 'eval_split': {name} '{getattr(self, name)}' has no dev split in its published "
+                    "layout (only train and test); tune on a dataset that has one, or use eval_split = 'test'"
+                )
         if self.dirichlet_alpha <= 0 or self.lr <= 0:
             raise FedmllmError("config keys 'dirichlet_alpha' and 'lr' must be positive")
+        self._check_prompt_variant()
+        self._check_server_step()
+
+    def _check_prompt_variant(self) -> None:
+        augmented = self.prompt_variant in ("augmented", "augmented_answer_line")
+        if self.prompt_variant != "auto" and augmented != self.prompt_augmentation:
+            raise FedmllmError(
+                f"config keys 'prompt_variant' and 'prompt_augmentation': '{self.prompt_variant}' is "
+                f"{'' if augmented else 'not '}a prompt augmentation, but prompt_augmentation = "
+                f"{str(self.prompt_augmentation).lower()} (use prompt_variant = 'auto', or set both alike)"
+            )
+
+    def _check_server_step(self) -> None:
+        """The server-step hyper-parameters: each one a rule reads is valid, and none is set where
+        no rule would read it (a silently ignored setting would mislabel a result)."""
+        if not math.isfinite(self.server_lr) or self.server_lr < 0:
+            raise FedmllmError(f"config key 'server_lr': must be a finite number >= 0, got {self.server_lr}")
+        if self.server_lr > 0 and self.algorithm in NO_SERVER_STEP:
+            raise FedmllmError(
+                f"config key 'server_lr': algorithm '{self.algorithm}' has no server learning rate "
+                "(its new model is not a step along the mean update); leave server_lr = 0"
+            )
+        if not math.isfinite(self.tau) or self.tau <= 0:
+            raise FedmllmError(f"config key 'tau': must be a finite number > 0, got {self.tau}")
+        for name in ("beta1", "beta2", "server_momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise FedmllmError(f"config key '{name}': must be in [0, 1), got {getattr(self, name)}")
+        if self.server_momentum_damped and self.algorithm != "fedavgm":
+            raise FedmllmError(
+                f"config key 'server_momentum_damped': only fedavgm has server momentum, not '{self.algorithm}'"
+            )
+        if self.adaptive_moment != "delta" and self.algorithm not in ("fedadam", "fedyogi"):
+            raise FedmllmError(
+                f"config key 'adaptive_moment': '{self.adaptive_moment}' applies to fedadam and fedyogi only, "
+                f"not '{self.algorithm}' (set it per algorithm, e.g. in a bench's [algorithm_settings])"
+            )
 
     @property
     def sampled_per_round(self) -> int:
@@ -177,10 +254,23 @@ class RunConfig:
 
     @property
     def eta(self) -> float:
-        """The server learning rate in force."""
+        """The server learning rate in force: server_lr if set, else the algorithm's default (1e-3
+        for the adaptive optimisers, 1 - beta for damped FedAvgM, 1.0 otherwise). The rules in
+        NO_SERVER_STEP never read it."""
         if self.server_lr > 0:
             return self.server_lr
-        return 1e-3 if self.algorithm in ADAPTIVE else 1.0
+        if self.algorithm in ADAPTIVE:
+            return 1e-3
+        if self.algorithm == "fedavgm" and self.server_momentum_damped:
+            return 1.0 - self.server_momentum
+        return 1.0
+
+    @property
+    def prompt_form(self) -> str:
+        """The prompt variant in force: prompt_variant, with 'auto' resolved by prompt_augmentation."""
+        if self.prompt_variant != "auto":
+            return self.prompt_variant
+        return "augmented" if self.prompt_augmentation else "modality"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -52,6 +52,9 @@ class ClientUpdate:
     model_loads: int = 1  # base-model loads so far in the client's process
     clients: int = 1  # how many clients this update stands for (SecAgg+ returns one sum)
     seconds: float = 0.0  # the client's own time for the update (data, training, packing)
+    # |grad of the proximal/adaptive term| / |grad of the task loss|, mean over the local steps
+    # (over the contributors for a secure sum); None when no term is active
+    reg_grad_ratio: float | None = None
 
 
 @dataclass
@@ -115,7 +118,7 @@ def preflight(cfg: RunConfig) -> None:
 
 
 def data_sizes(cfg: RunConfig) -> dict[str, int]:
-    return {"train": cfg.synthetic_train, "dev": max(1, cfg.synthetic_test // 2), "test": cfg.synthetic_test}
+    return {"train": cfg.synthetic_train, "dev": cfg.synthetic_dev, "test": cfg.synthetic_test}
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -143,11 +146,12 @@ def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> l
 def prepare_data(
     cfg: RunConfig, run_dir: Path, write: bool = True
 ) -> tuple[list[list[Sample]], dict[str, list[Sample]]]:
-    """Build and write the client shards; return them and the test sets by name ("test", "ood").
+    """Build and write the client shards; return them and the evaluation sets by name ("test",
+    "ood"), each read from the `eval_split` split (dev when tuning: the name "test" is the role).
     With client_data = "node" the nodes hold the training data: no shards, only the test sets."""
-    tests = {"test": load_dataset(cfg.dataset, cfg.data_dir, cfg, "test")}
+    tests = {"test": load_dataset(cfg.dataset, cfg.data_dir, cfg, cfg.eval_split)}
     if cfg.ood_dataset:
-        tests["ood"] = load_dataset(cfg.ood_dataset, cfg.ood_data_dir, cfg, "test")
+        tests["ood"] = load_dataset(cfg.ood_dataset, cfg.ood_data_dir, cfg, cfg.eval_split)
     if cfg.client_data == "node":
         return [], tests
     train = load_dataset(cfg.dataset, cfg.data_dir, cfg, "train")
@@ -173,7 +177,7 @@ def evaluate(sess: Session, tests: dict[str, list[Sample]], cfg: RunConfig, full
     the out-of-domain set ("ood_" keys) and, with `eval_views` where samples have both
     modalities, the same test items with the image only and the text only ("image_only_" /
     "text_only_" keys)."""
-    kwargs = {"batch_size": cfg.eval_batch_size, "agnostic": cfg.prompt_augmentation}
+    kwargs = {"batch_size": cfg.eval_batch_size, "variant": cfg.prompt_form}
     test = tests["test"]
     result = evaluate_samples(sess, test, generate=full and cfg.generate_eval, **kwargs)
     if not full:
@@ -196,6 +200,7 @@ def hyper(cfg: RunConfig) -> rules.ServerHyper:
         tau=cfg.tau,
         trim_fraction=cfg.trim_fraction,
         krum_byzantine=cfg.krum_byzantine,
+        adaptive_moment=cfg.adaptive_moment,
     )
 
 
@@ -254,7 +259,7 @@ def centralized_round(
         steps=steps,
         batch_size=cfg.batch_size,
         seed=cfg.seed * 1_009 + rnd,
-        agnostic=cfg.prompt_augmentation,
+        variant=cfg.prompt_form,
         group_by_length=cfg.group_by_length,
     )
     params = trainable_state(sess.model)
@@ -422,7 +427,7 @@ def replied(result: RoundResult) -> list[int]:
 
 def round_row(rnd: int, lr: float, result: RoundResult) -> dict[str, Any]:
     updates = result.updates
-    return {
+    row = {
         "round": rnd,
         "clients": replied(result),
         "failed": result.failures,
@@ -433,6 +438,10 @@ def round_row(rnd: int, lr: float, result: RoundResult) -> dict[str, Any]:
         "bytes_sent": result.bytes_sent,
         "bytes_received": result.bytes_received,
     }
+    ratios = [u.reg_grad_ratio for u in updates if u.reg_grad_ratio is not None]
+    if ratios:  # a proximal/adaptive term was active: the clients' mean
+        row["reg_grad_ratio"] = sum(ratios) / len(ratios)
+    return row
 
 
 def finish(
@@ -464,6 +473,7 @@ def finish(
         "algorithm": cfg.algorithm,
         "zero_shot": zero_shot,
         "final": latest,
+        "eval_split": cfg.eval_split,  # which split zero_shot, final and metrics.jsonl scored
         "rounds": cfg.rounds,
         "seconds": time.perf_counter() - started,
         "seconds_per_round": sum(r["seconds"] for r in history) / len(history),

@@ -20,15 +20,23 @@
     [algorithm_settings.fedadagrad]         # RunConfig keys for one algorithm
     server_lr = 0.01
 
+    [tuning]                                # optional: grid-search on the dev split first
+    seeds = [0]                             # default: the first seed
+    metric = ""                             # default: the dataset's main metric
+    scenario = "missing"                    # default: the first scenario; its first value
+    [tuning.grid.fedadam]                   # RunConfig keys, each a list; the grid is their product
+    server_lr = [1e-3, 1e-2, 1e-1]
+
 A scenario that sets `dataset` replaces the datasets axis for its cells (cross-task runs on the
 medical data whatever the other scenarios use). Precedence, lowest first: RunConfig defaults,
-settings, dataset_settings, the scenario, algorithm_settings, the axes.
+settings, dataset_settings, the scenario, algorithm_settings, the tuned values, the axes.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -42,12 +50,27 @@ STRATEGIES: dict[str, dict[str, bool]] = {
     "adaptive_reg": {"prompt_augmentation": False, "adaptive_regularization": True},
     "both": {"prompt_augmentation": True, "adaptive_regularization": True},
 }
+# the prompt variants that are a prompt augmentation (RunConfig refuses them without it, and the
+# others with it; tests/test_bench.py keeps this equal to RunConfig's rule)
+AUGMENTED_VARIANTS = ("augmented", "augmented_answer_line")
 # adaptive regularization pulls towards a global model, which these baselines do not train against
 NO_GLOBAL_MODEL = ("local", "centralized")
-AXIS_KEYS = ("model", "algorithm", "seed", "out", "prompt_augmentation", "adaptive_regularization")
+# eval_split too: the bench scores test, and dev only in its [tuning] cells
+AXIS_KEYS = ("model", "algorithm", "seed", "out", "prompt_augmentation", "adaptive_regularization", "eval_split")
 LIST_KEYS = ("models", "datasets", "algorithms", "strategies", "strategy_algorithms", "seeds", "metrics")
 TABLE_KEYS = ("settings", "scenarios", "dataset_settings", "algorithm_settings")
-PRESETS = ("quick", "paper")
+TUNING_KEYS = ("seeds", "metric", "scenario", "grid")
+DONE, FAILED = "cell.json", "error.json"  # in a cell's folder: finished (written last), or raised
+PRESETS = ("quick", "standard", "paper")
+# the paper's metric per task first (the tuning metric by default); the others follow
+DATASET_METRICS = {
+    "hateful_memes": ("auc", "accuracy", "gen_auc"),
+    "crisismmd": ("macro_f1", "accuracy"),
+    "vqa_rad": ("overall", "closed_accuracy", "open_recall"),
+    "slake": ("overall", "closed_accuracy", "open_recall"),
+    "medalpaca": ("recall",),
+}
+Point = tuple[tuple[str, Any], ...]  # one grid point: (key, value) pairs in grid order
 
 
 @dataclass(frozen=True)
@@ -60,10 +83,14 @@ class Cell:
     strategy: str
     seed: int
     config: RunConfig = field(compare=False)
+    point: Point = ()  # a [tuning] grid point: the cell scores the dev split under tuning/
 
     @property
     def path(self) -> Path:
         """The cell's run folder inside the bench folder."""
+        if self.point:
+            name = f"{self.algorithm}-{point_name(self.point)}-seed{self.seed}"
+            return Path("tuning") / slug(self.model) / self.dataset / f"{self.scenario}-{self.value}" / name
         return (
             Path("cells")
             / slug(self.model)
@@ -74,10 +101,34 @@ class Cell:
 
     @property
     def label(self) -> str:
+        tuning = f" | tuning {point_name(self.point)}" if self.point else ""
         return (
             f"{self.model} | {self.dataset} | {self.scenario}={self.value} | "
-            f"{self.algorithm}+{self.strategy} | seed {self.seed}"
+            f"{self.algorithm}+{self.strategy} | seed {self.seed}{tuning}"
         )
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A grid search on the dev split, run before the cells; one choice per model, dataset and
+    algorithm, shared by every scenario column and strategy."""
+
+    seeds: list[int]
+    metric: str  # "" = each dataset's main metric
+    scenario: str  # the [scenarios.X] table whose first value the grid runs on
+    grid: dict[str, dict[str, list[Any]]]  # algorithm -> config key -> values to try
+
+    def points(self, algorithm: str) -> list[Point]:
+        """The grid of one algorithm in grid order: the product of its lists, last key fastest."""
+        keys = list(self.grid[algorithm])
+        return [tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*self.grid[algorithm].values())]
+
+    def metric_for(self, dataset: str) -> str:
+        return self.metric or DATASET_METRICS[dataset][0]
+
+    def keys(self) -> list[str]:
+        """Every grid key of every algorithm, in first-seen order (results.csv's extra columns)."""
+        return list(dict.fromkeys(k for per in self.grid.values() for k in per))
 
 
 @dataclass(frozen=True)
@@ -94,9 +145,19 @@ class Matrix:
     dataset_settings: dict[str, dict[str, Any]]
     algorithm_settings: dict[str, dict[str, Any]]
     source: str = "matrix"
+    tuning: Tuning | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "source"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("source", "tuning")}
+        return out | ({"tuning": asdict(self.tuning)} if self.tuning else {})
+
+
+Tuned = dict[tuple[str, str, str], dict[str, Any]]  # (model, dataset, algorithm) -> chosen grid values
+
+
+def point_name(point: Point) -> str:
+    """A grid point as a folder-safe name: `server_lr=0.001,lr=0.0002`."""
+    return re.sub(r"[^A-Za-z0-9._=,+-]+", "--", ",".join(f"{k}={v}" for k, v in point))
 
 
 def slug(name: str) -> str:
@@ -120,9 +181,10 @@ def read(path: Path) -> Matrix:
 def parse(data: dict[str, Any], source: str) -> Matrix:
     """Check every key and value, naming it in the error; cell configs are built here too, so a
     bad value fails before the first cell runs."""
+    known = (*LIST_KEYS, *TABLE_KEYS, "tuning")
     for key in data:
-        if key not in LIST_KEYS + TABLE_KEYS:
-            raise FedmllmError(f"{source}: unknown matrix key '{key}' (known: {', '.join(LIST_KEYS + TABLE_KEYS)})")
+        if key not in known:
+            raise FedmllmError(f"{source}: unknown matrix key '{key}' (known: {', '.join(known)})")
     lists = {key: _list(data, key, source) for key in LIST_KEYS}
     if not lists["algorithms"]:
         raise FedmllmError(f"{source}: matrix key 'algorithms' is required (a list, e.g. [\"fedavg\"])")
@@ -165,12 +227,67 @@ def parse(data: dict[str, Any], source: str) -> Matrix:
         algorithm_settings=tables["algorithm_settings"],
         source=source,
     )
-    expand(matrix)  # every cell's RunConfig validates here, errors naming the matrix
+    if "tuning" in data:
+        matrix = replace(matrix, tuning=_tuning(_table(data, "tuning", source), matrix))
+    columns = {(c.scenario, c.value) for c in expand(matrix)}  # every cell's RunConfig validates here
+    for name, values in matrix.scenarios.items():
+        swept = next(k for k, v in values.items() if isinstance(v, list))
+        for value in values[swept]:
+            if (name, value) not in columns:  # e.g. an augmented prompt_variant without prompt_aug
+                raise FedmllmError(
+                    f"{source} [scenarios.{name}]: {swept} = {value!r} gives no cell with these strategies "
+                    f"{matrix.strategies} (an augmented prompt_variant needs prompt_aug or both)"
+                )
+    expand_tuning(matrix)  # and every grid point's
     return matrix
 
 
-def expand(matrix: Matrix) -> list[Cell]:
-    """Every cell, in run order: scenario, value, dataset, model, seed, algorithm, strategy."""
+def _tuning(data: dict[str, Any], matrix: Matrix) -> Tuning:
+    """The [tuning] table, checked: grid keys are config keys, each a non-empty list, for
+    algorithms of the matrix; the scenario names a [scenarios.X] table."""
+    source = f"{matrix.source} [tuning]"
+    for key in data:
+        if key not in TUNING_KEYS:
+            raise FedmllmError(f"{source}: unknown key '{key}' (known: {', '.join(TUNING_KEYS)})")
+    seeds = _list(data, "seeds", source) or matrix.seeds[:1]
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise FedmllmError(f"{source}: 'seeds' must be a list of integers, got {seeds}")
+    metric, scenario = data.get("metric", ""), data.get("scenario", next(iter(matrix.scenarios)))
+    if not isinstance(metric, str):
+        raise FedmllmError(f"{source}: 'metric' must be a metric name (a string), got {metric!r}")
+    if scenario not in matrix.scenarios:
+        raise FedmllmError(f"{source}: 'scenario' {scenario!r} is not one of the [scenarios] {list(matrix.scenarios)}")
+    grid = _table(data, "grid", source)
+    if not grid:
+        raise FedmllmError(f"{source}: needs at least one [tuning.grid.<algorithm>] table of lists")
+    swept = {k for values in matrix.scenarios.values() for k, v in values.items() if isinstance(v, list)}
+    clean = {}
+    for algorithm in grid:
+        where = f"{matrix.source} [tuning.grid.{algorithm}]"
+        if algorithm not in matrix.algorithms:
+            raise FedmllmError(f"{where}: algorithm '{algorithm}' is not in the matrix ({matrix.algorithms})")
+        keys = _table(grid, algorithm, f"{source} [grid]")
+        if not keys:
+            raise FedmllmError(f"{where}: empty grid (give at least one config key and a list of values)")
+        clean[algorithm] = {}
+        for key, values in keys.items():
+            name = key.replace("-", "_")
+            if not isinstance(values, list) or not values:
+                raise FedmllmError(
+                    f"{where}: '{key}' must be a non-empty list of values to try, "
+                    f"got {type(values).__name__} {values!r}"
+                )
+            if name in swept:
+                raise FedmllmError(f"{where}: '{key}' is a scenario's swept key (the tables' columns), not tunable")
+            # each value as a one-key table: unknown keys, axis keys and wrong types name the key
+            clean[algorithm][name] = [coerce(name, _config_keys({key: v}, where)[name], where) for v in values]
+    return Tuning(seeds=seeds, metric=metric, scenario=scenario, grid=clean)
+
+
+def expand(matrix: Matrix, tuned: Tuned | None = None) -> list[Cell]:
+    """Every cell, in run order: scenario, value, dataset, model, seed, algorithm, strategy.
+    `tuned` holds the [tuning] choices; they override algorithm_settings."""
+    tuned = tuned or {}
     cells: dict[Cell, None] = {}  # ordered set: a scenario fixing `dataset` repeats otherwise
     for scenario, values in matrix.scenarios.items():
         swept = next(k for k, v in values.items() if isinstance(v, list))
@@ -187,17 +304,78 @@ def expand(matrix: Matrix) -> list[Cell]:
                                     **fixed,
                                     swept: value,
                                     **matrix.algorithm_settings.get(algorithm, {}),
+                                    **tuned.get((model, dataset, algorithm), {}),
                                     **STRATEGIES[strategy],
                                     "dataset": dataset,
                                     "model": model,
                                     "algorithm": algorithm,
                                     "seed": seed,
                                 }
+                                if not prompt_fits(values):
+                                    continue
                                 where = f"{matrix.source} (cell {scenario}={value}, {dataset}, {algorithm})"
                                 config = from_dict(values, where)
                                 cell = Cell(model, dataset, scenario, value, algorithm, strategy, seed, config)
                                 cells.setdefault(cell)
     return list(cells)
+
+
+def tuning_datasets(matrix: Matrix) -> list[str]:
+    """The datasets the grid runs on: the tuning scenario's own, else the datasets axis."""
+    assert matrix.tuning is not None
+    fixed = matrix.scenarios[matrix.tuning.scenario]
+    return [fixed["dataset"]] if isinstance(fixed.get("dataset"), str) else matrix.datasets
+
+
+def tuned_keys(matrix: Matrix) -> list[tuple[str, str, str]]:
+    """(model, dataset, algorithm) of every choice the grid makes, in report order."""
+    if matrix.tuning is None:
+        return []
+    algorithms = [a for a in matrix.algorithms if a in matrix.tuning.grid]
+    return [(m, d, a) for d in tuning_datasets(matrix) for m in matrix.models for a in algorithms]
+
+
+def expand_tuning(matrix: Matrix) -> list[Cell]:
+    """The [tuning] cells: every grid point x tuning seed, on the tuning scenario's first value,
+    strategy none, scoring the dev split. Order: dataset, model, algorithm, point, seed."""
+    if matrix.tuning is None:
+        return []
+    tuning = matrix.tuning
+    values = matrix.scenarios[tuning.scenario]
+    swept = next(k for k, v in values.items() if isinstance(v, list))
+    value, fixed = values[swept][0], {k: v for k, v in values.items() if k != swept}
+    cells = []
+    for model, dataset, algorithm in tuned_keys(matrix):
+        for point in tuning.points(algorithm):
+            for seed in tuning.seeds:
+                config = from_dict(
+                    {
+                        **matrix.settings,
+                        **matrix.dataset_settings.get(dataset, {}),
+                        **fixed,
+                        swept: value,
+                        **matrix.algorithm_settings.get(algorithm, {}),
+                        **dict(point),
+                        **STRATEGIES["none"],
+                        "eval_split": "dev",
+                        "dataset": dataset,
+                        "model": model,
+                        "algorithm": algorithm,
+                        "seed": seed,
+                    },
+                    f"{matrix.source} (tuning cell {tuning.scenario}={value}, {dataset}, {algorithm}, "
+                    f"{point_name(point)})",
+                )
+                cells.append(Cell(model, dataset, tuning.scenario, value, algorithm, "none", seed, config, point))
+    return cells
+
+
+def prompt_fits(values: dict[str, Any]) -> bool:
+    """Whether a cell's strategy agrees with an explicit prompt_variant: a variant sweep gives the
+    augmented variants to prompt_aug cells and the others to none cells; the contradicting
+    pairs, which RunConfig refuses, are not cells (as adaptive_reg without a global model)."""
+    variant = values.get("prompt_variant", "auto")
+    return variant == "auto" or (variant in AUGMENTED_VARIANTS) == values["prompt_augmentation"]
 
 
 def strategies_of(matrix: Matrix, algorithm: str) -> list[str]:
@@ -238,6 +416,8 @@ def _config_keys(values: dict[str, Any], source: str, scenario: bool = False) ->
         name = key.replace("-", "_")
         if name not in TYPES:
             raise FedmllmError(f"{source}: unknown config key '{key}'")
+        if name == "eval_split":
+            raise FedmllmError(f"{source}: '{key}' is set by the bench (dev in [tuning] cells, test in the others)")
         if name in AXIS_KEYS or (name == "dataset" and not scenario):
             raise FedmllmError(f"{source}: '{key}' is set by the matrix axes, not here")
         if isinstance(value, list) and not scenario:

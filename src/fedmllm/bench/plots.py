@@ -8,6 +8,8 @@ from typing import Any
 
 import matplotlib
 
+from fedmllm.bench.stats import mean_ci
+
 matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -41,15 +43,16 @@ def plot_rounds(history: list[dict[str, Any]], zero_shot: dict[str, float], path
 
 
 def plot_bars(data: dict[str, dict[Any, list[float]]], metric: str, title: str, path: Path) -> None:
-    """One group of bars per scenario value, one bar per method, error bars = std over seeds."""
+    """One group of bars per scenario value, one bar per method, error bars = the 95% CI
+    half-width over seeds (as in tables.md; none for one seed)."""
     values = list(dict.fromkeys(v for per in data.values() for v in per))
     width = 0.8 / max(1, len(data))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(values) * (1 + 0.15 * len(data))), 4.5))
     for i, (method, per) in enumerate(data.items()):
         xs = [j + (i - (len(data) - 1) / 2) * width for j, v in enumerate(values) if v in per]
-        means = [statistics.fmean(per[v]) for v in values if v in per]
-        stds = [statistics.stdev(per[v]) if len(per[v]) > 1 else 0.0 for v in values if v in per]
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=method, color=f"C{i % 10}")
+        intervals = [mean_ci(per[v]) for v in values if v in per]
+        halves = [iv.half or 0.0 for iv in intervals]
+        ax.bar(xs, [iv.mean for iv in intervals], width, yerr=halves, capsize=2, label=method, color=f"C{i % 10}")
     ax.set_xticks(range(len(values)), [str(v) for v in values])
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.05)

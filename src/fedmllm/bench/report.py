@@ -1,34 +1,53 @@
 """`fedmllm report DIR`: results.csv/.json, Markdown tables and PNG plots from a bench folder's
-finished cells. Deterministic: the same cells give byte-identical tables."""
+finished cells (and tuning.json from its [tuning] grid cells). Deterministic: the same cells give
+byte-identical tables."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from fedmllm.bench.matrix import NO_GLOBAL_MODEL, Cell, Matrix, expand, parse, slug
-from fedmllm.bench.runner import DONE, FAILED
+from fedmllm.bench import tuning
+from fedmllm.bench.matrix import (
+    DATASET_METRICS,
+    DONE,
+    FAILED,
+    NO_GLOBAL_MODEL,
+    Cell,
+    Matrix,
+    expand,
+    expand_tuning,
+    parse,
+    slug,
+)
+from fedmllm.bench.stats import Interval, mean_ci, paired_difference
 from fedmllm.errors import FedmllmError
 from fedmllm.run import write_json, write_text
 
+__all__ = ["DATASET_METRICS", "write_report"]  # DATASET_METRICS lives in matrix (the tuning default)
+
 COLUMNS = (
     "model", "dataset", "scenario", "scenario_value", "algorithm", "strategy", "seed",
-    "metric", "value", "rounds", "bytes", "seconds",
+    "metric", "value", "rounds", "bytes", "seconds", "phase", "eval_split",
 )  # fmt: skip
-# the paper's metric per task first; the others follow
-DATASET_METRICS = {
-    "hateful_memes": ("auc", "accuracy"),
-    "crisismmd": ("macro_f1", "accuracy"),
-    "vqa_rad": ("overall", "closed_accuracy", "open_recall"),
-    "slake": ("overall", "closed_accuracy", "open_recall"),
-    "medalpaca": ("recall",),
-}
+# then one column per [tuning] grid key: the grid point (phase "tuning") or the value the cell
+# ran with (phase "main", for the keys tuned for its algorithm)
 ZERO_SHOT = "zero-shot"
+REFERENCE = "fedavg"  # the row every federated row is compared with, paired by seed
+Table = dict[str, dict[Any, dict[int, float]]]  # method -> scenario value -> seed -> metric
+HEADER = [
+    "- Values: mean ± the 95% confidence half-width over seeds, t·sd/√n with Student's t at n − 1 degrees "
+    "of freedom (t = 12.71 for n = 2, 4.30 for n = 3: few seeds give wide intervals), and n, the seeds "
+    "finished; one seed shows no ±. Scores on the test split.",
+    "- † : the row's difference from FedAvg (strategy none) in the same column, paired by seed, has a 95% "
+    "CI (mean difference ± t·sd/√n over the seeds both finished) that excludes 0. The means give its sign; "
+    "fewer than 2 shared seeds never mark.",
+    "- **Bold**: the best federated mean per column (zero-shot, local and centralized are reference rows).",
+]
 
 
 def load_matrix(out: Path) -> Matrix:
@@ -38,12 +57,25 @@ def load_matrix(out: Path) -> Matrix:
     return parse(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
-def collect(out: Path, cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Cell, list]]:
-    """Long-format rows of the finished cells, the failed cells, and each cell's per-round rows."""
+def grid_values(matrix: Matrix, cell: Cell) -> dict[str, Any]:
+    """The cell's values of the [tuning] grid keys (columns of results.csv)."""
+    if matrix.tuning is None:
+        return {}
+    if cell.point:
+        return dict(cell.point)
+    return {k: getattr(cell.config, k) for k in matrix.tuning.grid.get(cell.algorithm, {})}
+
+
+def collect(
+    out: Path, cells: list[Cell], matrix: Matrix, phase: str = "main"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Cell, list]]:
+    """Long-format rows of the finished cells, the failed cells, and each cell's per-round rows.
+    Tuning cells (phase "tuning") give their final dev scores only: no zero-shot, no curves."""
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     history: dict[Cell, list[dict[str, Any]]] = {}
     zero_seen: set[tuple] = set()
+    blank = dict.fromkeys(matrix.tuning.keys() if matrix.tuning else [], "")
     for cell in cells:
         folder = out / cell.path
         if (folder / FAILED).is_file():
@@ -65,13 +97,19 @@ def collect(out: Path, cells: list[Cell]) -> tuple[list[dict[str, Any]], list[di
             "bytes": round(summary["bytes_per_round"] * summary["rounds"]),
             "seconds": round(summary["seconds"], 1),
         }
+        tail = {"phase": phase, "eval_split": summary.get("eval_split", "test")}  # older cells: test
         for metric, value in summary["final"].items():
             rows.append(
                 base
-                | {"algorithm": cell.algorithm, "strategy": cell.strategy, "metric": metric}
-                | {"value": value}
+                | {"algorithm": cell.algorithm, "strategy": cell.strategy, "metric": metric, "value": value}
                 | cost
+                | tail
+                | blank
+                | grid_values(matrix, cell)
             )
+        history[cell] = []
+        if phase != "main":
+            continue
         prompt = "prompt_aug" if cell.config.prompt_augmentation else "none"
         if (key := (*base.values(), prompt)) not in zero_seen:  # the same test set: once per column and seed
             zero_seen.add(key)
@@ -80,32 +118,59 @@ def collect(out: Path, cells: list[Cell]) -> tuple[list[dict[str, Any]], list[di
                     base
                     | {"algorithm": ZERO_SHOT, "strategy": prompt, "metric": metric, "value": value}
                     | {"rounds": 0, "bytes": 0, "seconds": 0.0}
+                    | tail
+                    | blank
                 )
         lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         history[cell] = [{"round": 0, **summary["zero_shot"]}] + [json.loads(line) for line in lines]
-    return [{c: r[c] for c in COLUMNS} for r in rows], failed, history
+    return rows, failed, history
 
 
 def write_report(out: Path) -> dict[str, Any]:
-    """Write results.csv, results.json, tables.md and plots/; returns counts."""
+    """Write results.csv, results.json, tables.md, plots/ and (with [tuning]) tuning.json;
+    returns counts."""
     matrix = load_matrix(out)
-    cells = expand(matrix)
-    rows, failed, history = collect(out, cells)
+    found = tuning.choices(matrix, out)
+    blocked = tuning.waiting(found)
+    cells = expand(matrix, tuning.tuned(found))
+    ready = [c for c in cells if (c.model, c.dataset, c.algorithm) not in blocked]
+    rows, failed, history = collect(out, ready, matrix)
+    grid_cells = expand_tuning(matrix)
+    grid_rows, grid_failed, grid_done = collect(out, grid_cells, matrix, phase="tuning")
+    columns = COLUMNS + tuple(matrix.tuning.keys() if matrix.tuning else ())
     buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(grid_rows + rows)
     write_text(out / "results.csv", buffer.getvalue())
-    finished = len(history)
-    write_json(out / "results.json", {"cells": len(cells), "finished": finished, "failed": failed, "results": rows})
-    write_text(out / "tables.md", markdown(matrix, rows, failed, len(cells)))
+    counts = {"cells": len(cells), "finished": len(history), "failed": len(failed)}
+    results = counts | {"failed": grid_failed + failed, "results": grid_rows + rows}
+    if matrix.tuning:
+        payload = tuning.payload(matrix, found)
+        write_json(out / "tuning.json", payload)
+        results["tuning"] = payload
+        counts |= {
+            "tuning_cells": len(grid_cells),
+            "tuning_finished": len(grid_done),
+            "waiting": len(cells) - len(ready),
+        }
+    write_json(out / "results.json", results)
+    write_text(out / "tables.md", markdown(matrix, rows, grid_failed + failed, len(cells), len(history), found))
+    write_plots(out, matrix, rows, history)
+    return counts
+
+
+def write_plots(out: Path, matrix: Matrix, rows: list[dict[str, Any]], history: dict[Cell, list]) -> None:
     from fedmllm.bench.plots import plot_bars, plot_curves
 
     for (model, dataset, scenario), group in groups(rows).items():
         metric = table_metrics(matrix, dataset, group)[0]
         folder = out / "plots" / slug(model) / dataset
         folder.mkdir(parents=True, exist_ok=True)
-        plot_bars(table(matrix, group, metric), metric, f"{model} · {dataset} · {scenario}", folder / f"{scenario}.png")
+        data = {
+            m: {v: list(seeds.values()) for v, seeds in per.items()} for m, per in table(matrix, group, metric).items()
+        }
+        plot_bars(data, metric, f"{model} · {dataset} · {scenario}", folder / f"{scenario}.png")
         for value in dict.fromkeys(r["scenario_value"] for r in group):
             per_method: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
             for c, h in history.items():
@@ -113,7 +178,6 @@ def write_report(out: Path) -> dict[str, Any]:
                     per_method[method_name(c.algorithm, c.strategy)].append(h)
             title = f"{model} · {dataset} · {scenario}={value}"
             plot_curves(per_method, metric, title, folder / f"{scenario}-{value}-rounds.png")
-    return {"cells": len(cells), "finished": finished, "failed": len(failed)}
 
 
 def method_name(algorithm: str, strategy: str) -> str:
@@ -128,6 +192,8 @@ def groups(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[s
 
 
 def table_metrics(matrix: Matrix, dataset: str, group: list[dict[str, Any]]) -> list[str]:
+    """The matrix's metrics, else the dataset's (and their ood_ twins), keeping only those the
+    cells produced (e.g. gen_auc needs generate_eval)."""
     present = dict.fromkeys(r["metric"] for r in group)
     wanted = matrix.metrics or [name for m in DATASET_METRICS.get(dataset, ()) for name in (m, f"ood_{m}")]
     return [m for m in wanted if m in present] or [next(iter(present))]
@@ -141,59 +207,74 @@ def method_order(matrix: Matrix) -> list[str]:
     return zero + [method_name(a, s) for a in algorithms for s in matrix.strategies]
 
 
-def table(matrix: Matrix, group: list[dict[str, Any]], metric: str) -> dict[str, dict[Any, list[float]]]:
-    """method -> scenario value -> the metric over seeds, in table order."""
-    values: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+def table(matrix: Matrix, group: list[dict[str, Any]], metric: str) -> Table:
+    """method -> scenario value -> seed -> the metric, in table order."""
+    values: dict[str, dict[Any, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in group:
         if r["metric"] == metric:
-            values[method_name(r["algorithm"], r["strategy"])][r["scenario_value"]].append(r["value"])
+            values[method_name(r["algorithm"], r["strategy"])][r["scenario_value"]][r["seed"]] = r["value"]
     return {m: dict(values[m]) for m in method_order(matrix) if m in values}
 
 
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+def interval_text(iv: Interval) -> str:
+    spread = f" ± {iv.half:.3f}" if iv.half is not None else ""
+    return f"{iv.mean:.3f}{spread} (n={iv.n})"
 
 
-def markdown(matrix: Matrix, rows: list[dict[str, Any]], failed: list[dict[str, Any]], cells: int) -> str:
-    finished = len({tuple(r[c] for c in COLUMNS[:7]) for r in rows if r["algorithm"] != ZERO_SHOT})
-    lines = [
-        "# fedmllm bench results",
-        "",
-        f"{finished} of {cells} cells finished, {len(failed)} failed. Mean ± std over seeds (n = seeds "
-        "finished). **Bold**: the best federated method per column (zero-shot, local and centralized "
-        "are reference rows).",
-    ]
+def differs_from_reference(method: str, seeds: dict[int, float], reference: dict[int, float] | None) -> bool:
+    """A federated row whose paired difference from FedAvg has a 95% CI excluding 0."""
+    if not federated(method) or method == REFERENCE or reference is None:
+        return False
+    diff = paired_difference(seeds, reference)
+    return diff is not None and diff.excludes_zero
+
+
+def column(data: Table, value: Any) -> dict[str, str]:
+    """The cells of one column: mean ± CI (n), bold for the best federated mean, † where the
+    row differs from FedAvg."""
+    per = {m: d[value] for m, d in data.items() if value in d}
+    stats = {m: mean_ci(list(seeds.values())) for m, seeds in per.items()}
+    best = max((iv.mean for m, iv in stats.items() if federated(m)), default=None)
+    texts = {}
+    for method, iv in stats.items():
+        text = interval_text(iv)
+        text = f"**{text}**" if federated(method) and iv.mean == best else text
+        texts[method] = text + (" †" if differs_from_reference(method, per[method], per.get(REFERENCE)) else "")
+    return texts
+
+
+def markdown(
+    matrix: Matrix,
+    rows: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    cells: int,
+    finished: int,
+    found: list[tuning.Choice] | None = None,
+) -> str:
+    main_failed = sum(not f["cell"].startswith("tuning") for f in failed)
+    lines = ["# fedmllm bench results", "", f"{finished} of {cells} cells finished, {main_failed} failed.", "", *HEADER]
+    if matrix.tuning:
+        lines += tuning_section(matrix, found or [])
     lines += overview(matrix, rows)
     for (model, dataset, scenario), group in groups(rows).items():
         values = list(dict.fromkeys(r["scenario_value"] for r in group))
         swept = next(k for k, v in matrix.scenarios[scenario].items() if isinstance(v, list))
         for metric in table_metrics(matrix, dataset, group):
             data = table(matrix, group, metric)
-            seeds = max(len(xs) for per in data.values() for xs in per.values())
+            seeds = max(len(s) for per in data.values() for s in per.values())
             lines += ["", f"## {model} · {dataset} · {scenario} ({swept}) — {metric}, n ≤ {seeds}", ""]
             lines += ["| method | " + " | ".join(str(v) for v in values) + " |", "|---|" + "---:|" * len(values)]
-            best = {
-                v: max((mean_std(per[v])[0] for m, per in data.items() if v in per and federated(m)), default=None)
-                for v in values
-            }
-            for method, per in data.items():
-                row = []
-                for v in values:
-                    if v not in per:
-                        row.append("")
-                        continue
-                    mean, std = mean_std(per[v])
-                    text = f"{mean:.3f} ± {std:.3f}" if len(per[v]) > 1 else f"{mean:.3f}"
-                    row.append(f"**{text}**" if federated(method) and mean == best[v] else text)
-                lines.append(f"| {method} | " + " | ".join(row) + " |")
+            columns = {v: column(data, v) for v in values}
+            for method in data:
+                lines.append(f"| {method} | " + " | ".join(columns[v].get(method, "") for v in values) + " |")
     if failed:
         lines += ["", "## failed cells", ""] + [f"- `{f['cell']}`: {f['error']}" for f in failed]
     return "\n".join(lines) + "\n"
 
 
 def overview(matrix: Matrix, rows: list[dict[str, Any]]) -> list[str]:
-    """Per model and dataset, the main metric of every scenario column side by side (mean over
-    seeds): the one table to read first."""
+    """Per model and dataset, the main metric of every scenario column side by side: the one
+    table to read first."""
     lines = []
     by_dataset: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -201,15 +282,52 @@ def overview(matrix: Matrix, rows: list[dict[str, Any]]) -> list[str]:
     for (model, dataset), group in by_dataset.items():
         metric = table_metrics(matrix, dataset, group)[0]
         columns = list(dict.fromkeys((r["scenario"], r["scenario_value"]) for r in group))
-        data = {
-            c: table(matrix, [r for r in group if (r["scenario"], r["scenario_value"]) == c], metric) for c in columns
-        }
-        methods = [m for m in method_order(matrix) if any(m in d for d in data.values())]
-        lines += ["", f"## Overview: {model} · {dataset} — {metric} (mean over seeds)", ""]
+        texts = []
+        for scenario, value in columns:
+            sub = [r for r in group if (r["scenario"], r["scenario_value"]) == (scenario, value)]
+            texts.append(column(table(matrix, sub, metric), value))
+        methods = [m for m in method_order(matrix) if any(m in t for t in texts)]
+        lines += ["", f"## Overview: {model} · {dataset} — {metric}", ""]
         lines += ["| method | " + " | ".join(f"{s}={v}" for s, v in columns) + " |", "|---|" + "---:|" * len(columns)]
         for method in methods:
-            cells = [f"{mean_std(d[method][c[1]])[0]:.3f}" if method in d else "" for c, d in data.items()]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append(f"| {method} | " + " | ".join(t.get(method, "") for t in texts) + " |")
+    return lines
+
+
+def tuning_section(matrix: Matrix, found: list[tuning.Choice]) -> list[str]:
+    """The grid, each point's dev score and the choice, per model and dataset."""
+    assert matrix.tuning is not None
+    spec = matrix.tuning
+    values = matrix.scenarios[spec.scenario]
+    swept = next(k for k, v in values.items() if isinstance(v, list))
+    lines = [
+        "",
+        "## Tuning",
+        "",
+        f"Before the cells, every grid point ran as a cell on {spec.scenario} ({swept} = {values[swept][0]}), "
+        f"strategy none, seeds {spec.seeds}, scoring the **dev** split (the test split stays unseen). Per model, "
+        "dataset and algorithm, the point with the best mean dev score (ties: the first in grid order) is "
+        "chosen (✓); every cell of that algorithm, in every scenario column and strategy, runs with it (it "
+        "overrides algorithm_settings). Algorithms without a grid, and datasets the tuning scenario does not "
+        "cover, run with algorithm_settings.",
+    ]
+    by_dataset: dict[tuple[str, str], list[tuning.Choice]] = defaultdict(list)
+    for choice in found:
+        by_dataset[choice.model, choice.dataset].append(choice)
+    for (model, dataset), choices in by_dataset.items():
+        keys = list(dict.fromkeys(k for c in choices for k in spec.grid[c.algorithm]))
+        lines += ["", f"### {model} · {dataset} — dev {choices[0].metric}", ""]
+        lines += ["| algorithm | " + " | ".join(keys) + " | dev score | chosen |", "|---|" + "---:|" * (len(keys) + 2)]
+        for c in choices:
+            for i, g in enumerate(c.grid):
+                point = dict(g.point)
+                score = interval_text(mean_ci(list(g.scores.values()))) if g.scores else ""
+                score += f" ({len(g.missing)} seed(s) unfinished)" if g.missing else ""
+                cells = [str(point.get(k, "")) for k in keys] + [score, "✓" if i == c.chosen else ""]
+                lines.append(f"| {c.algorithm} | " + " | ".join(cells) + " |")
+        waiting = [c.algorithm for c in choices if c.chosen is None]
+        if waiting:
+            lines += ["", f"Grid unfinished, so no choice and no cells yet: {', '.join(waiting)}."]
     return lines
 
 

@@ -14,7 +14,7 @@ def tag(key: str) -> str | None:
     """TensorBoard groups scalars by the prefix before '/'."""
     if key in ("round", "client_model_loads"):
         return None
-    if key in ("train_loss", "lr"):
+    if key in ("train_loss", "lr", "reg_grad_ratio"):
         return f"train/{key.removeprefix('train_')}"
     if key.startswith("bytes_"):
         return f"comm/{key}"

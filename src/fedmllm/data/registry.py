@@ -21,15 +21,24 @@ class DatasetSpec:
     # fixed prompt text (questions, option words, closed answers) the built-in tiny model's
     # tokenizer and pretraining should cover; never labels of particular samples
     vocabulary: Callable[[], list[str]]
+    # version of the synthetic twin's rule and draws: part of its cache folder's name, so a
+    # changed generator never reuses files an older one wrote
+    version: int = 1
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "hateful_memes": DatasetSpec(hateful_memes.load, memes.write, "train.jsonl", hateful_memes.vocabulary),
-    "crisismmd": DatasetSpec(
-        crisismmd.load, crisis.write, f"{crisismmd.FOLDER}/task_humanitarian_text_img*_train.tsv", crisismmd.vocabulary
+    "hateful_memes": DatasetSpec(
+        hateful_memes.load, memes.write, "train.jsonl", hateful_memes.vocabulary, memes.VERSION
     ),
-    "vqa_rad": DatasetSpec(vqa_rad.load, medvqa.write_vqa_rad, "*.json", vqa_rad.vocabulary),
-    "slake": DatasetSpec(slake.load, medvqa.write_slake, "train.json", slake.vocabulary),
+    "crisismmd": DatasetSpec(
+        crisismmd.load,
+        crisis.write,
+        f"{crisismmd.FOLDER}/task_humanitarian_text_img*_train.tsv",
+        crisismmd.vocabulary,
+        crisis.VERSION,
+    ),
+    "vqa_rad": DatasetSpec(vqa_rad.load, medvqa.write_vqa_rad, "*.json", vqa_rad.vocabulary, medvqa.VERSION),
+    "slake": DatasetSpec(slake.load, medvqa.write_slake, "train.json", slake.vocabulary, medvqa.VERSION),
     "medalpaca": DatasetSpec(medalpaca.load, medqa.write, "*.json", medalpaca.vocabulary),
 }
 
@@ -49,7 +58,7 @@ def resolve_folder(name: str, data_dir: str, sizes: dict[str, int], seed: int) -
             raise FedmllmError(f"{folder}: not a {name} folder (no {spec.marker} found)")
         return folder
     tag = "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
-    folder = cache_dir() / "data" / f"synthetic-{name}-{tag}-seed{seed}"
+    folder = cache_dir() / "data" / f"synthetic-{name}-v{spec.version}-{tag}-seed{seed}"
     if not folder.is_dir():
         folder.parent.mkdir(parents=True, exist_ok=True)
         spec.write_synthetic(folder, sizes, seed)

@@ -111,10 +111,10 @@ def fit(
     sess = session(model_spec(cfg))
     sess.prompts.budget_mb = cfg.prompt_cache_mb
     load_trainable(sess.model, global_params)
-    weights = prox_weights(
+    weights = prox_weights(  # the adaptive term, when on, replaces FedProx's (as the authors' code)
         list(global_params),
         fedprox_mu=cfg.prox_mu if cfg.algorithm == "fedprox" else 0.0,
-        adaptive_mu=cfg.prox_mu * cfg.adaptive_mu_weight if cfg.adaptive_regularization else 0.0,
+        adaptive_mu=cfg.prox_mu * cfg.adaptive_mu_weight if cfg.adaptive_regularization else None,
         language_model=sess.family.language_model,
         num_layers=sess.num_layers,
         skip=cfg.adaptive_skip_layers,
@@ -126,7 +126,7 @@ def fit(
         steps=cfg.local_steps,
         batch_size=cfg.batch_size,
         seed=client.seed_for(cfg.seed, int(rnd["round"]), partition),
-        agnostic=cfg.prompt_augmentation,
+        variant=cfg.prompt_form,
         group_by_length=cfg.group_by_length,
         regularizer=proximal(sess.model, global_params, weights) if weights else None,
         correction=correction,
@@ -138,6 +138,8 @@ def fit(
         "steps": result.steps,
         "model-loads": LOADS["count"],
     }
+    if result.reg_grad_ratio is not None:  # only with a proximal/adaptive term
+        metrics["reg-grad-ratio"] = result.reg_grad_ratio
     trained = trainable_state(sess.model)
     if cfg.dp == "client":  # the update leaves this node clipped (the server adds the noise)
         trained = privacy.clip_update(trained, global_params, cfg.dp_clipping_norm)

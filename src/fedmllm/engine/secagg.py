@@ -92,8 +92,10 @@ class DropTolerantSecAggPlus(SecAggPlusWorkflow):
 
 
 class SecureRounds:
-    """One SecAgg+ round per `run`: returns the weighted mean update and the clients' plaintext
-    metadata (sample counts, loss, steps), or None when the protocol halted."""
+    """One SecAgg+ round per `run`: returns w + the weighted mean update (the mean client model)
+    and the clients' plaintext metadata (sample counts, loss, steps, reg-grad-ratio), or None when
+    the protocol halted. The new global model is made from it by `run.server_update`, through
+    the algorithm's rule like any update (so FedAvg's eta applies: w + eta * mean update)."""
 
     def __init__(self, grid: Grid, context: Context) -> None:
         self.grid = grid

@@ -135,6 +135,7 @@ class FlowerTransport:
                     steps=int(metrics["steps"]),
                     model_loads=int(metrics["model-loads"]),
                     seconds=float(metrics["seconds"]),
+                    reg_grad_ratio=float(metrics["reg-grad-ratio"]) if "reg-grad-ratio" in metrics else None,
                 )
             )
         result.updates.sort(key=lambda u: u.partition)  # replies arrive in any order
@@ -170,7 +171,10 @@ class FlowerTransport:
         steps = max(int(c["steps"]) for c in clients)
         loads = max(int(c["model-loads"]) for c in clients)
         seconds = sum(float(c["seconds"]) for c in clients)
-        result.updates = [ClientUpdate(-1, mean, total, loss, steps, loads, len(contributors), seconds)]
+        ratios = [float(c["reg-grad-ratio"]) for c in clients if "reg-grad-ratio" in c]
+        ratio = sum(ratios) / len(ratios) if ratios else None
+        # the secure mean becomes the new model in run.server_update, through the same rule (and eta)
+        result.updates = [ClientUpdate(-1, mean, total, loss, steps, loads, len(contributors), seconds, ratio)]
         return result
 
 

@@ -20,7 +20,7 @@ from fedmllm.model.collate import IGNORE, collate, encode
 
 if TYPE_CHECKING:
     from fedmllm.model.load import Session
-from fedmllm.fl.regularize import Regularizer
+from fedmllm.fl.regularize import Proximal, grad_ratio
 from fedmllm.scenarios.prompts import target_text
 
 
@@ -29,6 +29,8 @@ class LocalResult:
     loss: float  # mean training loss over the local steps
     steps: int
     num_samples: int
+    # mean over the steps of |grad of the proximal term| / |grad of the task loss|; None without a term
+    reg_grad_ratio: float | None = None
 
 
 def seed_for(run_seed: int, rnd: int, partition: int) -> int:
@@ -66,15 +68,17 @@ def train(
     steps: int,
     batch_size: int,
     seed: int,
-    agnostic: bool = False,
+    variant: str = "modality",
     group_by_length: bool = False,
     weight_decay: float = 0.0,
     max_grad_norm: float = 1.0,
-    regularizer: Regularizer | None = None,
+    regularizer: Proximal | None = None,
     correction: dict[str, torch.Tensor] | None = None,
 ) -> LocalResult:
-    """K local AdamW steps. `regularizer` adds a term to the loss (FedProx, adaptive window);
-    `correction` (SCAFFOLD's c - c_k, by parameter name) is added to every gradient;
+    """K local AdamW steps on prompts of `variant` (scenarios.prompts.VARIANTS). `regularizer`
+    adds a term to the loss (FedProx, adaptive window), and each step measures its gradient's
+    norm against the task loss's (before clipping and SCAFFOLD's correction), averaged into
+    `reg_grad_ratio`; `correction` (SCAFFOLD's c - c_k, by parameter name) is added to every gradient;
     `group_by_length` batches samples of similar token length (the lengths come from encoding
     every sample once, which the prompt cache keeps for the steps and later rounds)."""
     model, processor = sess.model, sess.processor
@@ -87,19 +91,22 @@ def train(
     torch.manual_seed(seed)  # LoRA dropout
     n_steps = local_steps(len(samples), batch_size, steps)
     total = 0.0
+    ratios: list[float | None] = []
     lengths = None
     if group_by_length:
-        lengths = [encode(processor, s, target_text(s), agnostic, sess.prompts).labels.shape[0] for s in samples]
+        lengths = [encode(processor, s, target_text(s), variant, sess.prompts).labels.shape[0] for s in samples]
     stream = batches(samples, batch_size, seed, lengths)
     for _ in range(n_steps):
         chunk = next(stream)
-        batch = collate([encode(processor, s, target_text(s), agnostic, sess.prompts) for s in chunk], pad_id)
+        batch = collate([encode(processor, s, target_text(s), variant, sess.prompts) for s in chunk], pad_id)
         batch = {k: v.to(sess.device) for k, v in batch.items()}
         loss = answer_loss(model, batch)
         if regularizer is not None:
             loss = loss + regularizer(model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if regularizer is not None:
+            ratios.append(grad_ratio({n: p.grad for n, p in named}, regularizer.gradients()))
         for p, c in corrections:  # a tensor without gradient (no image in the batch) still drifts back
             p.grad = c.clone() if p.grad is None else p.grad.add_(c)
         if max_grad_norm > 0:
@@ -107,4 +114,11 @@ def train(
         optimizer.step()
         total += loss.item()
     model.eval()
-    return LocalResult(loss=total / n_steps, steps=n_steps, num_samples=len(samples))
+    return LocalResult(total / n_steps, n_steps, len(samples), mean_ratio(ratios) if regularizer is not None else None)
+
+
+def mean_ratio(ratios: list[float | None]) -> float:
+    """The mean of the per-step ratios; a step whose task gradient was zero (ratio undefined) is
+    left out, and NaN stands for no defined step at all."""
+    defined = [r for r in ratios if r is not None]
+    return sum(defined) / len(defined) if defined else float("nan")

@@ -7,14 +7,20 @@ their inputs; they return new tensors, in float32, with the key order of `w`.
 
 Notation (BENCHMARK.md §5): Δ = Σ_k n_k (w_k − w) / Σ_k n_k, the sample-weighted mean update.
 
-- fedavg / fedprox: w ← w + Δ (the sample-weighted mean of the client models; FedProx's proximal
-  term is client-side, so its server step is FedAvg's).
-- fedavgm: v ← β·v + Δ; w ← w + η·v (state "momentum", starts at zero).
+- fedavg / fedprox: w ← w + η·Δ (η = 1: the sample-weighted mean of the client models;
+  FedProx's proximal term is client-side, so its server step is FedAvg's).
+- fedavgm: v ← β·v + Δ; w ← w + η·v (state "momentum", starts at zero). With η = 1 − β (the
+  config's `server_momentum_damped`) the steady-state step is Δ, as FedAvg's; this is the
+  damped form v' ← β·v' + (1−β)·Δ; w ← w + v' of the FedMLLM authors' / OpenFedLLM's code,
+  with v' = (1−β)·v (their first round sets v' = Δ; here v' = (1−β)·Δ).
 - fedadagrad / fedadam / fedyogi (Reddi et al., "Adaptive Federated Optimization"):
   m ← β1·m + (1−β1)·Δ; Adagrad v ← v + Δ²; Adam v ← β2·v + (1−β2)·Δ²;
   Yogi v ← v − (1−β2)·Δ²·sign(v − Δ²); w ← w + η·m/(√v + τ) (state "m", "v", start at zero).
   There is NO bias correction: these are exactly BENCHMARK.md's formulas. Flower's `FedAdam`
   rescales η by √(1−β2^t)/(1−β1^t), so the rules are written here rather than taken from Flower.
+  `ServerHyper.adaptive_moment = "momentum"` (fedadam, fedyogi) puts m² where Δ² stands, m
+  updated first, as the FedMLLM authors' / OpenFedLLM's code does; their code also differs in
+  ways NOT reproduced here: their first round sets m = Δ, and their Δ is the unweighted mean.
 - fedmedian: coordinate-wise median of the client models (unweighted; mean of the two middle
   values for an even count, like `numpy.median` / Flower's `aggregate_median`).
 - fedtrimmedavg: coordinate-wise mean after cutting `int(trim_fraction·n)` values at each end
@@ -40,13 +46,14 @@ State = dict[str, Params]  # named server buffers, e.g. {"m": {...}, "v": {...}}
 
 @dataclass(frozen=True)
 class ServerHyper:
-    server_lr: float = 1.0  # eta (fedavgm, fedadagrad/fedadam/fedyogi, scaffold's eta_g)
+    server_lr: float = 1.0  # eta (fedavg/fedprox, fedavgm, fedadagrad/fedadam/fedyogi, scaffold's eta_g)
     momentum: float = 0.9  # beta for fedavgm
     beta1: float = 0.9
     beta2: float = 0.99
     tau: float = 1e-3
     trim_fraction: float = 0.2  # fedtrimmedavg: fraction cut at EACH end
     krum_byzantine: int = 1  # f for krum
+    adaptive_moment: str = "delta"  # fedadam/fedyogi's v from Δ² ("delta", Reddi et al.) or m² ("momentum")
 
 
 Rule = Callable[[State, Params, list[Params], list[float], ServerHyper], tuple[Params, State]]
@@ -138,10 +145,12 @@ def _stack(clients: list[Params], name: str) -> torch.Tensor:
 def fedavg(
     state: State, w: Params, clients: list[Params], weights: list[float], hp: ServerHyper
 ) -> tuple[Params, State]:
-    """w ← w + Δ, i.e. the sample-weighted mean of the client models."""
+    """w ← w + η·Δ; with η = 1, the sample-weighted mean of the client models."""
     ws = _validate(w, clients, weights)
     mean = weighted_mean(clients, ws)
-    return {name: mean[name] for name in w}, _copy_state(state)
+    if hp.server_lr == 1.0:  # the mean itself: w + (mean − w) would round differently in float32
+        return {name: mean[name] for name in w}, _copy_state(state)
+    return {name: _f32(w[name]) + hp.server_lr * (mean[name] - _f32(w[name])) for name in w}, _copy_state(state)
 
 
 def fedavgm(
@@ -163,6 +172,8 @@ def _adaptive(kind: str) -> Rule:
         state: State, w: Params, clients: list[Params], weights: list[float], hp: ServerHyper
     ) -> tuple[Params, State]:
         ws = _validate(w, clients, weights)
+        if hp.adaptive_moment not in ("delta", "momentum") or (hp.adaptive_moment == "momentum" and kind == "adagrad"):
+            raise ValueError(f"adaptive_moment {hp.adaptive_moment!r} is not defined for fed{kind}")
         delta = _delta(w, clients, ws)
         m_old, v_old = _buffer(state, "m", w), _buffer(state, "v", w)
         m: Params = {}
@@ -170,8 +181,8 @@ def _adaptive(kind: str) -> Rule:
         new_w: Params = {}
         for name in w:
             d = delta[name]
-            d2 = d * d
             m[name] = hp.beta1 * m_old[name] + (1.0 - hp.beta1) * d
+            d2 = m[name] * m[name] if hp.adaptive_moment == "momentum" else d * d
             if kind == "adagrad":
                 v[name] = v_old[name] + d2
             elif kind == "adam":
@@ -192,6 +203,7 @@ def _adaptive(kind: str) -> Rule:
             "yogi": "v ← v − (1−β2)·Δ²·sign(v − Δ²)",
         }[kind]
         + "; w ← w + η·m/(√v + τ) (state 'm', 'v')."
+        + ("" if kind == "adagrad" else " adaptive_moment 'momentum': m² in place of Δ², m updated first.")
     )
     return rule
 

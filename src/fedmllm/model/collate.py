@@ -39,26 +39,31 @@ def open_image(sample: Sample) -> Image.Image:
         raise FedmllmError(f"{sample.image}: cannot read image of sample {sample.id} ({e})") from None
 
 
-def prompt_text(processor: object, sample: Sample, agnostic: bool) -> str:
+def prompt_text(processor: object, sample: Sample, variant: str) -> str:
     content = [{"type": "image"}] if sample.image is not None else []
-    content.append({"type": "text", "text": user_text(sample, agnostic)})
+    content.append({"type": "text", "text": user_text(sample, variant)})
     messages = [{"role": "user", "content": content}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def encode(
-    processor: object, sample: Sample, target: str | None, agnostic: bool = False, cache: PromptCache | None = None
+    processor: object,
+    sample: Sample,
+    target: str | None,
+    variant: str = "modality",
+    cache: PromptCache | None = None,
 ) -> Encoded:
-    """Tokenise the prompt and, if given, the target. They are encoded separately and joined
-    so that BPE cannot merge tokens across the boundary and misplace the loss mask. With a
-    `cache`, the prompt (and its image) is processed once per process."""
-    prompt = cache.get(processor, sample, agnostic) if cache is not None else encode_prompt(processor, sample, agnostic)
+    """Tokenise the prompt (in prompt `variant`, scenarios.prompts.VARIANTS) and, if given, the
+    target. They are encoded separately and joined so that BPE cannot merge tokens across the
+    boundary and misplace the loss mask. With a `cache`, the prompt (and its image) is processed
+    once per process."""
+    prompt = cache.get(processor, sample, variant) if cache is not None else encode_prompt(processor, sample, variant)
     return prompt if target is None else with_target(processor, prompt, target)
 
 
-def encode_prompt(processor: object, sample: Sample, agnostic: bool) -> Encoded:
+def encode_prompt(processor: object, sample: Sample, variant: str) -> Encoded:
     images = [open_image(sample)] if sample.image is not None else None
-    enc = processor(text=[prompt_text(processor, sample, agnostic)], images=images, return_tensors="pt")
+    enc = processor(text=[prompt_text(processor, sample, variant)], images=images, return_tensors="pt")
     tokens = {k: enc[k][0] for k in TOKEN_KEYS if k in enc}
     image_tensors = {k: v for k, v in enc.items() if k not in TOKEN_KEYS}
     labels = torch.full((tokens["input_ids"].shape[0],), IGNORE, dtype=torch.long)
@@ -78,14 +83,15 @@ def with_target(processor: object, prompt: Encoded, target: str) -> Encoded:
 
 
 class PromptCache:
-    """Encoded prompts (token rows and processed pixels) by sample, least recently used out first
+    """Encoded prompts (token rows and processed pixels) by processor, sample and prompt variant
+    (one sample's prompts differ by variant), least recently used out first
     past `budget_mb`: a client's shard and the test set are decoded and processed once per
     process instead of once per round. Entries are shared, so nothing may modify them in place
     (`collate` and `with_target` build new tensors)."""
 
     def __init__(self, budget_mb: float = 1024) -> None:
         self.budget_mb = budget_mb
-        self.entries: OrderedDict[tuple[int, Sample, bool], Encoded] = OrderedDict()
+        self.entries: OrderedDict[tuple[int, Sample, str], Encoded] = OrderedDict()
         self.bytes = 0
         self.hits = self.misses = 0
 
@@ -93,14 +99,14 @@ class PromptCache:
         self.entries.clear()
         self.bytes = 0
 
-    def get(self, processor: object, sample: Sample, agnostic: bool) -> Encoded:
-        key = (id(processor), sample, agnostic)
+    def get(self, processor: object, sample: Sample, variant: str) -> Encoded:
+        key = (id(processor), sample, variant)
         if key in self.entries:
             self.hits += 1
             self.entries.move_to_end(key)
             return self.entries[key]
         self.misses += 1
-        encoded = encode_prompt(processor, sample, agnostic)
+        encoded = encode_prompt(processor, sample, variant)
         size = nbytes(encoded)
         budget = self.budget_mb * 2**20
         if size <= budget:

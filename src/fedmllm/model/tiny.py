@@ -8,7 +8,6 @@ expanded to a fixed number of patch tokens, and a plain CLIP vision tower.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -25,16 +24,20 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from fedmllm.model import tiny_pretrain
+from fedmllm.errors import FedmllmError
+from fedmllm.model import tiny_corpus, tiny_pretrain
+from fedmllm.model.train_loop import reproducible
 from fedmllm.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 NAME = "tiny"
-VERSION = 5  # bump when the architecture or the pretraining recipe changes (the corpus is hashed)
+# Bump when the architecture, the pretraining recipe or its frozen text (model/tiny_corpus.py)
+# changes: the cache name holds nothing else, so a stale build is otherwise reused silently.
+VERSION = 6
 IMAGE_SIZE, PATCH = 32, 8
 LAYERS = 4
-PRETRAIN_STEPS = 1000
+PRETRAIN_STEPS, PRETRAIN_SAMPLES = 1000, 2000
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
 
 # One template for every family's processor: a user turn holding the image (if any) and the
@@ -54,32 +57,10 @@ CHAT_TEMPLATE = (
 
 
 def default_folder(seed: int = 0) -> Path:
-    """A folder per (recipe version, text corpus, seed): registering a dataset with new prompt
-    words builds a new tiny model instead of reusing one whose tokenizer lacks them."""
-    digest = hashlib.sha256("\n".join(_corpus() + prompts_corpus()).encode()).hexdigest()[:8]
-    return cache_dir() / "models" / f"tiny-llava-v{VERSION}-{digest}-seed{seed}"
-
-
-def _corpus() -> list[str]:
-    """Text the tokenizer should cover compactly; byte-level BPE still encodes anything else."""
-    from fedmllm.data.synthetic import memes
-    from fedmllm.scenarios import prompts
-
-    words = memes.KIND + memes.MOCKING + memes.NOUNS + list(memes.WARM) + list(memes.COOL)
-    lines = [t.format(adj=a, noun=n) for t in memes.TEMPLATES for a in words for n in memes.NOUNS]
-    lines += (
-        prompts.vocabulary() + tiny_pretrain.vocabulary() + ["USER: ASSISTANT: (A) (B) (C) (D) (E) (F) (G) (H) yes no"]
-    )
-    return lines * 4
-
-
-def prompts_corpus() -> list[str]:
-    """The fixed instruction text of every task prompt, repeated in pretraining."""
-    from fedmllm.data.registry import DATASETS
-    from fedmllm.scenarios import prompts
-
-    datasets = [line for name in sorted(DATASETS) for line in DATASETS[name].vocabulary()]
-    return prompts.vocabulary() + datasets + tiny_pretrain.vocabulary()
+    """A folder per (recipe version, seed). The recipe's text is frozen in model/tiny_corpus.py,
+    not read from the data registry, so registering a dataset does not rebuild everyone's model
+    (its words the tokenizer lacks fall back to byte-level BPE)."""
+    return cache_dir() / "models" / f"tiny-llava-v{VERSION}-seed{seed}"
 
 
 def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
@@ -92,7 +73,7 @@ def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(tiny_corpus.tokenizer_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<pad>",
@@ -150,20 +131,34 @@ def build(seed: int = 0, layers: int = LAYERS, hidden: int = 128) -> tuple[torch
     return model, processor
 
 
-def ensure(folder: Path | None = None, seed: int = 0) -> Path:
+def ensure(
+    folder: Path | None = None, seed: int = 0, steps: int = PRETRAIN_STEPS, n_samples: int = PRETRAIN_SAMPLES
+) -> Path:
     """Build and save the tiny model into `folder` (the cache by default) unless it is there.
 
-    Written into a temporary sibling and renamed, so a killed build leaves nothing half-written.
+    The same bytes on every machine with the same packages and CPU instruction set, whatever its
+    thread count (see `reproducible`). Written into a temporary sibling and renamed, so a killed
+    build leaves nothing half-written. `steps` and `n_samples` shorten the recipe for tests.
     """
+    if folder is None and (steps, n_samples) != (PRETRAIN_STEPS, PRETRAIN_SAMPLES):
+        raise FedmllmError(f"tiny.ensure: a shortened recipe (steps={steps}, n_samples={n_samples}) needs a folder")
     folder = Path(folder) if folder else default_folder(seed)
     if (folder / "config.json").is_file():
         return folder
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    model, processor = build(seed)
-    log.info("building the tiny model in %s (one-time pretraining, about 2 minutes on 2 cores)", folder)
-    corpus = prompts_corpus()
-    loss = tiny_pretrain.pretrain(model, processor, tmp / "pretrain-data", corpus, steps=PRETRAIN_STEPS, seed=seed)
+    log.info("building the tiny model in %s (one-time pretraining, about 3 minutes on one thread)", folder)
+    with reproducible(seed):
+        model, processor = build(seed)
+        loss = tiny_pretrain.pretrain(
+            model,
+            processor,
+            tmp / "pretrain-data",
+            list(tiny_corpus.PRETRAIN_LINES),
+            steps=steps,
+            seed=seed,
+            n_samples=n_samples,
+        )
     shutil.rmtree(tmp / "pretrain-data")
     log.info("tiny model pretrained: final loss %.3f", loss)
     model.save_pretrained(tmp)

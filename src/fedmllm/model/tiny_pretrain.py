@@ -23,13 +23,14 @@ import torch
 
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import memes
+from fedmllm.errors import FedmllmError
 from fedmllm.model.collate import encode
+from fedmllm.model.tiny_corpus import COLOURS, SHAPES
 from fedmllm.model.train_loop import train_encoded
 from fedmllm.scenarios.prompts import target_text
 
 log = logging.getLogger(__name__)
 
-COLOURS = sorted({**memes.WARM, **memes.COOL})
 QUESTIONS = {
     "colour": "What colour is the shape?",
     "tone": "Is the tone of the text kind or mocking?",
@@ -37,26 +38,20 @@ QUESTIONS = {
 TONES = ("kind", "mocking")
 
 
-def vocabulary() -> list[str]:
-    return [
-        *QUESTIONS.values(),
-        *TONES,
-        *COLOURS,
-        *memes.SHAPES,
-        "Describe the image.",
-        "a red circle",
-        "Repeat the text.",
-    ]
-
-
 def make_samples(folder: Path, n: int, seed: int, corpus: list[str]) -> list[Sample]:
     """`n` synthetic images with one question each about the image or the caption, or a line
-    of `corpus` to repeat."""
+    of `corpus` to repeat. The images come from the memes twin's drawing code; its colours and
+    shapes must be the ones frozen with the recipe (model/tiny_corpus.py)."""
     rng = random.Random(seed)
     (folder / "img").mkdir(parents=True, exist_ok=True)
     samples = []
     for i in range(n):
         spec = memes.random_spec(rng)
+        if spec.colour not in COLOURS or spec.shape not in SHAPES:
+            raise FedmllmError(
+                f"memes.random_spec drew a {spec.colour} {spec.shape}, outside the tiny recipe's frozen "
+                f"COLOURS/SHAPES in model/tiny_corpus.py: regenerate them and bump tiny.VERSION"
+            )
         path = folder / "img" / f"{i}.png"
         memes.draw(spec, rng).save(path)
         kind = rng.choice([*QUESTIONS, "caption", "repeat"])

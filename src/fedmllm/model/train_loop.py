@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from fedmllm.data.batching import batches
@@ -11,6 +15,41 @@ from fedmllm.data.sample import Sample
 from fedmllm.model.collate import Encoded, collate
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def reproducible(seed: int) -> Iterator[None]:
+    """Run a model build so it gives the same bytes on any machine with the same packages and
+    CPU instruction set, whatever its thread count; every setting is restored on exit.
+
+    - One intra-op thread: ATen splits a reduction (a backward pass's sums over the batch, a
+      norm, a matmul's partial sums) across threads, and the float sum then depends on how many
+      there are. The inter-op pool is left alone: eager training never uses it, and its size can
+      only be set before the first parallel work.
+    - Deterministic algorithms: an op with a nondeterministic CPU kernel raises instead.
+    - Python's, NumPy's and torch's global generators seeded (the recipes seed their own
+      generators too, so this only guards code that draws from the globals).
+    The BPE tokenizer's training needs nothing: its merges come from integer counts with ties
+    broken by the pair's ids (checked: the same tokenizer.json from 14 processes with 1 or 2
+    `RAYON_NUM_THREADS`, parallelism on or off).
+    """
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 def train_encoded(

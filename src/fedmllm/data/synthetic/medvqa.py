@@ -5,12 +5,19 @@ the "lesion". The built-in tiny model was pretrained to name the colour of exact
 so the colour questions are learnable by a short federated fine-tune; shape questions are
 harder (the model learned shapes less well). Every scan gets one open and one closed question
 (so the set is half open, half closed):
-- open: "What colour is the lesion?" -> "red" (three times in four), "What shape is the lesion?"
-  -> "circle" otherwise;
-- closed: "Is the lesion red?" or "Is the lesion warm-coloured?" / "... cool-coloured?", the
-  answer "Yes" or "No" drawn as a fair coin first, so yes and no are balanced.
-`sizes[split]` counts questions (English ones for SLAKE); a split with an odd count ends on a
-scan with a single question. Test scans are never reused in training.
+- open: "What colour is the lesion?" (three times in four) or "What shape is the lesion?"; the
+  answer is the scan's colour or shape, replaced by another value of the same kind with
+  probability OPEN_NOISE (annotation noise);
+- closed, the colour form "Is the lesion red?" (1 - WARMTH_SHARE of them): its true answer is
+  a fair coin, so only the image tells it;
+- closed, the warmth form "Is the lesion warm-coloured?" / "... cool-coloured?" (WARMTH_SHARE,
+  30%): the question names the lesion's own colour group with probability WARMTH_YES, so the
+  wording alone predicts "Yes", as language priors answer many real closed questions;
+- every closed answer is flipped with probability CLOSED_NOISE.
+Exact Bayes ceilings of accuracy (`ceilings()`): closed 0.596 from the question alone, 0.90 with
+the image; open 0.21 from the question alone, 0.90 with the image. `sizes[split]` counts
+questions (English ones for SLAKE); a split with an odd count ends on a scan with a single
+question. Test scans are never reused in training.
 """
 
 from __future__ import annotations
@@ -34,6 +41,13 @@ VQA_RAD_FILE = "VQA_RAD Dataset Public.json"
 VQA_RAD_IMAGES = "VQA_RAD Image Folder"
 SLAKE_FILES = {"train": "train.json", "dev": "validate.json", "test": "test.json"}
 
+VERSION = 2  # of the answer rule and the draws; the registry's cache folder names it
+OPEN_COLOUR_SHARE = 0.75  # of open questions, the rest ask the shape
+OPEN_NOISE = 0.1  # P(an open answer is another value of its kind, drawn uniformly)
+WARMTH_SHARE = 0.3  # of closed questions, the warmth form; the rest name a colour
+WARMTH_YES = 0.9  # P(a warmth question names the lesion's own colour group): its true answer
+CLOSED_NOISE = 0.1  # P(a closed answer is flipped)
+
 
 def vocabulary() -> list[str]:
     """Every fixed question the twin asks (the colour names are also pretraining words)."""
@@ -52,21 +66,101 @@ def scan_spec(rng: random.Random) -> memes.MemeSpec:
     return memes.MemeSpec(spec.colour, spec.shape, "", "", 0)
 
 
+Outcomes = dict[tuple[str, str], float]  # (question, answer) -> probability
+
+
+def _add(outcomes: Outcomes, question: str, answer: str, p: float) -> None:
+    outcomes[question, answer] = outcomes.get((question, answer), 0.0) + p
+
+
+def _add_open(outcomes: Outcomes, question: str, truth: str, values: list[str], p: float) -> None:
+    """The true answer with probability 1 - OPEN_NOISE, else one of the other values uniformly."""
+    _add(outcomes, question, truth, p * (1 - OPEN_NOISE))
+    others = [v for v in values if v != truth]
+    for other in others:
+        _add(outcomes, question, other, p * OPEN_NOISE / len(others))
+
+
+def _add_closed(outcomes: Outcomes, question: str, yes: bool, p: float) -> None:
+    """The true answer with probability 1 - CLOSED_NOISE, else the other one."""
+    _add(outcomes, question, "Yes" if yes else "No", p * (1 - CLOSED_NOISE))
+    _add(outcomes, question, "No" if yes else "Yes", p * CLOSED_NOISE)
+
+
+def open_outcomes(spec: memes.MemeSpec) -> Outcomes:
+    """P(question, answer) of the open question asked about a scan with `spec`."""
+    outcomes: Outcomes = {}
+    _add_open(outcomes, OPEN_COLOUR, spec.colour, COLOURS, OPEN_COLOUR_SHARE)
+    _add_open(outcomes, OPEN_SHAPE, spec.shape, memes.SHAPES, 1 - OPEN_COLOUR_SHARE)
+    return outcomes
+
+
+def closed_outcomes(spec: memes.MemeSpec) -> Outcomes:
+    """P(question, answer) of the closed question asked about a scan with `spec`."""
+    outcomes: Outcomes = {}
+    own, other = ("warm", "cool") if spec.warm else ("cool", "warm")
+    _add_closed(outcomes, CLOSED_WARMTH.format(warmth=own), True, WARMTH_SHARE * WARMTH_YES)
+    _add_closed(outcomes, CLOSED_WARMTH.format(warmth=other), False, WARMTH_SHARE * (1 - WARMTH_YES))
+    colour_share = 1 - WARMTH_SHARE
+    _add_closed(outcomes, CLOSED_COLOUR.format(colour=spec.colour), True, colour_share / 2)
+    others = [c for c in COLOURS if c != spec.colour]
+    for asked in others:
+        _add_closed(outcomes, CLOSED_COLOUR.format(colour=asked), False, colour_share / 2 / len(others))
+    return outcomes
+
+
+def _pick(outcomes: Outcomes, rng: random.Random) -> tuple[str, str]:
+    """One (question, answer) drawn with a single rng.random(), in the outcomes' fixed order."""
+    u, total = rng.random(), 0.0
+    for outcome, p in outcomes.items():
+        total += p
+        if u < total:
+            return outcome
+    return outcome  # u within rounding of 1.0
+
+
 def open_question(spec: memes.MemeSpec, rng: random.Random) -> dict[str, str]:
-    if rng.random() < 0.75:
-        return {"question": OPEN_COLOUR, "answer": spec.colour, "answer_type": "OPEN", "kind": "colour"}
-    return {"question": OPEN_SHAPE, "answer": spec.shape, "answer_type": "OPEN", "kind": "shape"}
+    question, answer = _pick(open_outcomes(spec), rng)
+    kind = "colour" if question == OPEN_COLOUR else "shape"
+    return {"question": question, "answer": answer, "answer_type": "OPEN", "kind": kind}
 
 
 def closed_question(spec: memes.MemeSpec, rng: random.Random) -> dict[str, str]:
-    yes = rng.random() < 0.5
-    if rng.random() < 0.5:
-        asked = spec.colour if yes else rng.choice([c for c in COLOURS if c != spec.colour])
-        question = CLOSED_COLOUR.format(colour=asked)
-    else:
-        warm = spec.warm if yes else not spec.warm
-        question = CLOSED_WARMTH.format(warmth="warm" if warm else "cool")
-    return {"question": question, "answer": "Yes" if yes else "No", "answer_type": "CLOSED", "kind": "colour"}
+    question, answer = _pick(closed_outcomes(spec), rng)
+    return {"question": question, "answer": answer, "answer_type": "CLOSED", "kind": "colour"}
+
+
+def scan_distribution() -> list[tuple[memes.MemeSpec, float]]:
+    """Every scan `scan_spec` draws, with its probability: `memes.random_spec` flips a fair coin
+    for warm, then picks a colour of that group and a shape uniformly."""
+    out = []
+    for group in (memes.WARM, memes.COOL):
+        for colour in sorted(group):
+            for shape in memes.SHAPES:
+                out.append((memes.MemeSpec(colour, shape, "", "", 0), 0.5 / len(group) / len(memes.SHAPES)))
+    return out
+
+
+def _bayes_accuracy(outcomes_of, see_image: bool) -> float:
+    """Accuracy of answering each question (and, if `see_image`, each scan) with its most likely answer."""
+    joint: dict[tuple, dict[str, float]] = {}
+    for spec, p_spec in scan_distribution():
+        for (question, answer), p in outcomes_of(spec).items():
+            key = (spec, question) if see_image else (question,)
+            answers = joint.setdefault(key, {})
+            answers[answer] = answers.get(answer, 0.0) + p_spec * p
+    return sum(max(answers.values()) for answers in joint.values())
+
+
+def ceilings() -> dict[str, float]:
+    """Exact Bayes accuracy of closed and open questions, from the question alone ("*_question")
+    or with the scan ("*_both"). The scan fixes colour and shape, so "*_both" is 1 - noise."""
+    return {
+        "closed_question": _bayes_accuracy(closed_outcomes, see_image=False),
+        "closed_both": _bayes_accuracy(closed_outcomes, see_image=True),
+        "open_question": _bayes_accuracy(open_outcomes, see_image=False),
+        "open_both": _bayes_accuracy(open_outcomes, see_image=True),
+    }
 
 
 def scan_questions(spec: memes.MemeSpec, count: int, rng: random.Random) -> list[dict[str, str]]:
@@ -152,10 +246,11 @@ def write_slake(folder: Path, sizes: dict[str, int], seed: int = 0, image_size: 
             location, modality = ORGANS[rng.choice(sorted(ORGANS))]
             rows = [(q["question"], q["answer"], q["answer_type"], "en", q["kind"]) for q in questions]
             if index % 4 == 0:
-                yes = rng.random() < 0.5
+                yes = rng.random() < 0.5  # the colour form's rule, in Chinese
                 asked = spec.colour if yes else rng.choice([c for c in COLOURS if c != spec.colour])
+                said = yes != (rng.random() < CLOSED_NOISE)
                 rows.append(
-                    (ZH_CLOSED.format(colour=ZH_COLOURS[asked]), "是" if yes else "否", "CLOSED", "zh", "colour")
+                    (ZH_CLOSED.format(colour=ZH_COLOURS[asked]), "是" if said else "否", "CLOSED", "zh", "colour")
                 )
             for question, answer, answer_type, lang, kind in rows:
                 items.append(
