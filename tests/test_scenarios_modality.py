@@ -1,4 +1,4 @@
-"""Properties of the heterogeneity scenarios (BENCHMARK.md §4)."""
+"""Properties of the heterogeneity scenarios (the paper's §4)."""
 
 import random
 

@@ -5,7 +5,7 @@ an empty dict at round 1), the global parameters `w`, the client models `w_k` an
 (sample counts `n_k`), and returns the new global parameters and the new state. Rules never modify
 their inputs; they return new tensors, in float32, with the key order of `w`.
 
-Notation (BENCHMARK.md §5): Δ = Σ_k n_k (w_k − w) / Σ_k n_k, the sample-weighted mean update.
+Notation (the FedMLLM benchmark's): Δ = Σ_k n_k (w_k − w) / Σ_k n_k, the sample-weighted mean update.
 
 - fedavg / fedprox: w ← w + η·Δ (η = 1: the sample-weighted mean of the client models;
   FedProx's proximal term is client-side, so its server step is FedAvg's).
@@ -16,7 +16,7 @@ Notation (BENCHMARK.md §5): Δ = Σ_k n_k (w_k − w) / Σ_k n_k, the sample-we
 - fedadagrad / fedadam / fedyogi (Reddi et al., "Adaptive Federated Optimization"):
   m ← β1·m + (1−β1)·Δ; Adagrad v ← v + Δ²; Adam v ← β2·v + (1−β2)·Δ²;
   Yogi v ← v − (1−β2)·Δ²·sign(v − Δ²); w ← w + η·m/(√v + τ) (state "m", "v", start at zero).
-  There is NO bias correction: these are exactly BENCHMARK.md's formulas. Flower's `FedAdam`
+  There is NO bias correction: these are exactly the benchmark's formulas. Flower's `FedAdam`
   rescales η by √(1−β2^t)/(1−β1^t), so the rules are written here rather than taken from Flower.
   `ServerHyper.adaptive_moment = "momentum"` (fedadam, fedyogi) puts m² where Δ² stands, m
   updated first, as the FedMLLM authors' / OpenFedLLM's code does; their code also differs in
