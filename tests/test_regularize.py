@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from fedmllm.fl.regularize import adaptive_window, grad_ratio, layer_of, prox_weights, proximal
+from fedmllm.fl.regularize import Proximal, adaptive_window, grad_ratio, layer_of, prox_weights
 
 LM = "language_model"
 NAMES = [f"base_model.model.model.{LM}.layers.{i}.self_attn.q_proj.lora_A.default.weight" for i in range(12)]
@@ -47,7 +47,7 @@ class Tiny(torch.nn.Module):
 def test_proximal_value_and_gradient_match_numerics():
     model = Tiny()
     global_params = {"a": torch.tensor([0.0, 1.0]), "b": torch.tensor([2.0])}
-    term = proximal(model, global_params, {"a": 0.2, "b": 0.0})
+    term = Proximal(model, global_params, {"a": 0.2, "b": 0.0})
     value = term(model)
     assert value.item() == pytest.approx(0.5 * 0.2 * (1.0 + 9.0))  # b has weight 0
     value.backward()
@@ -67,7 +67,7 @@ def test_proximal_value_and_gradient_match_numerics():
 def test_closed_form_gradient_equals_autograd():
     model = Tiny()
     global_params = {"a": torch.tensor([0.0, 1.0]), "b": torch.tensor([2.0])}
-    term = proximal(model, global_params, {"a": 0.2, "b": 0.5})
+    term = Proximal(model, global_params, {"a": 0.2, "b": 0.5})
     term(model).backward()
     grads = term.gradients()
     assert torch.allclose(grads["a"], torch.tensor([0.2, -0.6])) and torch.allclose(grads["b"], torch.tensor([-0.75]))
@@ -78,7 +78,7 @@ def test_grad_ratio_hand_values():
     """Task loss 3·a0 + 4·b0 (gradient a = [3, 0], b = [4]: norm 5); term 0.2/2·|a - [0, 1]|² at
     a = [1, -2] (gradient 0.2·[1, -3] = [0.2, -0.6]: norm √0.4). Ratio √0.4 / 5."""
     model = Tiny()
-    term = proximal(model, {"a": torch.tensor([0.0, 1.0]), "b": torch.tensor([2.0])}, {"a": 0.2})
+    term = Proximal(model, {"a": torch.tensor([0.0, 1.0]), "b": torch.tensor([2.0])}, {"a": 0.2})
     loss = 3 * model.a[0] + 4 * model.b[0] + term(model)
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}

@@ -109,18 +109,12 @@ def test_prompt_variants_agree_with_the_config_and_unknown_ones_stop():
 
 
 def test_prompt_vocabulary_is_unchanged():
-    """The tiny model's tokenizer was trained on these strings: changing them changes the model."""
-    assert prompts.vocabulary() == [
-        "Based on the image and the text, ",
-        "Based on the image, ",
-        "Based on the text, ",
-        "",
-        ", without considering the modality",
-        "Answer with the option letter.",
-        "Answer with a single word or phrase.",
-        "Options: ",
-        'Text: "',
-    ]
+    """The tiny model's frozen corpus holds these strings (its tokenizer and pretraining learned
+    them): the prompts must keep using exactly them."""
+    from fedmllm.model.tiny_corpus import PROMPT_LINES
+
+    assert prompts.vocabulary() == list(PROMPT_LINES)
+    assert prompts.vocabulary()[:2] == ["Based on the image and the text, ", "Based on the image, "]
 
 
 def test_docs_show_the_exact_prompts():

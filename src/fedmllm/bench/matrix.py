@@ -155,6 +155,11 @@ class Matrix:
 Tuned = dict[tuple[str, str, str], dict[str, Any]]  # (model, dataset, algorithm) -> chosen grid values
 
 
+def swept_key(values: dict[str, Any]) -> str:
+    """The one key of a [scenarios.X] table that holds a list: the table's columns."""
+    return next(k for k, v in values.items() if isinstance(v, list))
+
+
 def point_name(point: Point) -> str:
     """A grid point as a folder-safe name: `server_lr=0.001,lr=0.0002`."""
     return re.sub(r"[^A-Za-z0-9._=,+-]+", "--", ",".join(f"{k}={v}" for k, v in point))
@@ -231,7 +236,7 @@ def parse(data: dict[str, Any], source: str) -> Matrix:
         matrix = replace(matrix, tuning=_tuning(_table(data, "tuning", source), matrix))
     columns = {(c.scenario, c.value) for c in expand(matrix)}  # every cell's RunConfig validates here
     for name, values in matrix.scenarios.items():
-        swept = next(k for k, v in values.items() if isinstance(v, list))
+        swept = swept_key(values)
         for value in values[swept]:
             if (name, value) not in columns:  # e.g. an augmented prompt_variant without prompt_aug
                 raise FedmllmError(
@@ -290,34 +295,47 @@ def expand(matrix: Matrix, tuned: Tuned | None = None) -> list[Cell]:
     tuned = tuned or {}
     cells: dict[Cell, None] = {}  # ordered set: a scenario fixing `dataset` repeats otherwise
     for scenario, values in matrix.scenarios.items():
-        swept = next(k for k, v in values.items() if isinstance(v, list))
-        fixed = {k: v for k, v in values.items() if k != swept}
+        swept = swept_key(values)
+        datasets = [values["dataset"]] if "dataset" in values and swept != "dataset" else matrix.datasets
         for value in values[swept]:
-            for dataset in [fixed["dataset"]] if "dataset" in fixed else matrix.datasets:
+            for dataset in datasets:
                 for model in matrix.models:
                     for seed in matrix.seeds:
                         for algorithm in matrix.algorithms:
+                            # the tuned keys are config keys, never a strategy's or an axis's (parse checks)
+                            chosen = tuned.get((model, dataset, algorithm), {})
                             for strategy in strategies_of(matrix, algorithm):
-                                values = {
-                                    **matrix.settings,
-                                    **matrix.dataset_settings.get(dataset, {}),
-                                    **fixed,
-                                    swept: value,
-                                    **matrix.algorithm_settings.get(algorithm, {}),
-                                    **tuned.get((model, dataset, algorithm), {}),
-                                    **STRATEGIES[strategy],
-                                    "dataset": dataset,
-                                    "model": model,
-                                    "algorithm": algorithm,
-                                    "seed": seed,
-                                }
-                                if not prompt_fits(values):
+                                keys = cell_values(matrix, scenario, value, dataset, model, algorithm, seed, strategy)
+                                keys |= chosen
+                                if not prompt_fits(keys):
                                     continue
                                 where = f"{matrix.source} (cell {scenario}={value}, {dataset}, {algorithm})"
-                                config = from_dict(values, where)
+                                config = from_dict(keys, where)
                                 cell = Cell(model, dataset, scenario, value, algorithm, strategy, seed, config)
                                 cells.setdefault(cell)
     return list(cells)
+
+
+def cell_values(
+    matrix: Matrix, scenario: str, value: Any, dataset: str, model: str, algorithm: str, seed: int, strategy: str
+) -> dict[str, Any]:
+    """One cell's config keys, lowest precedence first: settings, dataset_settings, the scenario
+    (its fixed keys and this column's value), algorithm_settings, the strategy and the axes.
+    The [tuning] values go on top (they are config keys no strategy or axis sets)."""
+    values = matrix.scenarios[scenario]
+    swept = swept_key(values)
+    return {
+        **matrix.settings,
+        **matrix.dataset_settings.get(dataset, {}),
+        **{k: v for k, v in values.items() if k != swept},
+        swept: value,
+        **matrix.algorithm_settings.get(algorithm, {}),
+        **STRATEGIES[strategy],
+        "dataset": dataset,
+        "model": model,
+        "algorithm": algorithm,
+        "seed": seed,
+    }
 
 
 def tuning_datasets(matrix: Matrix) -> list[str]:
@@ -342,30 +360,14 @@ def expand_tuning(matrix: Matrix) -> list[Cell]:
         return []
     tuning = matrix.tuning
     values = matrix.scenarios[tuning.scenario]
-    swept = next(k for k, v in values.items() if isinstance(v, list))
-    value, fixed = values[swept][0], {k: v for k, v in values.items() if k != swept}
+    value = values[swept_key(values)][0]
     cells = []
     for model, dataset, algorithm in tuned_keys(matrix):
         for point in tuning.points(algorithm):
             for seed in tuning.seeds:
-                config = from_dict(
-                    {
-                        **matrix.settings,
-                        **matrix.dataset_settings.get(dataset, {}),
-                        **fixed,
-                        swept: value,
-                        **matrix.algorithm_settings.get(algorithm, {}),
-                        **dict(point),
-                        **STRATEGIES["none"],
-                        "eval_split": "dev",
-                        "dataset": dataset,
-                        "model": model,
-                        "algorithm": algorithm,
-                        "seed": seed,
-                    },
-                    f"{matrix.source} (tuning cell {tuning.scenario}={value}, {dataset}, {algorithm}, "
-                    f"{point_name(point)})",
-                )
+                keys = cell_values(matrix, tuning.scenario, value, dataset, model, algorithm, seed, "none")
+                where = f"{matrix.source} (tuning cell {tuning.scenario}={value}, {dataset}, {algorithm}, "
+                config = from_dict(keys | dict(point) | {"eval_split": "dev"}, where + f"{point_name(point)})")
                 cells.append(Cell(model, dataset, tuning.scenario, value, algorithm, "none", seed, config, point))
     return cells
 

@@ -23,6 +23,7 @@ from fedmllm.bench.matrix import (
     expand_tuning,
     parse,
     slug,
+    swept_key,
 )
 from fedmllm.bench.stats import Interval, mean_ci, paired_difference
 from fedmllm.errors import FedmllmError
@@ -258,7 +259,7 @@ def markdown(
     lines += overview(matrix, rows)
     for (model, dataset, scenario), group in groups(rows).items():
         values = list(dict.fromkeys(r["scenario_value"] for r in group))
-        swept = next(k for k, v in matrix.scenarios[scenario].items() if isinstance(v, list))
+        swept = swept_key(matrix.scenarios[scenario])
         for metric in table_metrics(matrix, dataset, group):
             data = table(matrix, group, metric)
             seeds = max(len(s) for per in data.values() for s in per.values())
@@ -299,7 +300,7 @@ def tuning_section(matrix: Matrix, found: list[tuning.Choice]) -> list[str]:
     assert matrix.tuning is not None
     spec = matrix.tuning
     values = matrix.scenarios[spec.scenario]
-    swept = next(k for k, v in values.items() if isinstance(v, list))
+    swept = swept_key(values)
     lines = [
         "",
         "## Tuning",

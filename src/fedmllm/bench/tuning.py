@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedmllm.bench.matrix import DONE, Cell, Matrix, Point, Tuned, expand_tuning, point_name, tuned_keys
+from fedmllm.bench.matrix import DONE, Cell, Matrix, Point, Tuned, expand_tuning, point_name, swept_key, tuned_keys
 from fedmllm.bench.stats import mean_ci
 from fedmllm.errors import FedmllmError
 
@@ -113,7 +113,7 @@ def payload(matrix: Matrix, found: list[Choice]) -> dict[str, Any]:
     assert matrix.tuning is not None
     tuning = matrix.tuning
     values = matrix.scenarios[tuning.scenario]
-    swept = next(k for k, v in values.items() if isinstance(v, list))
+    swept = swept_key(values)
     return {
         "scenario": tuning.scenario,
         "scenario_value": values[swept][0],

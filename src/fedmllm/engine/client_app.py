@@ -23,7 +23,7 @@ from fedmllm.engine import secagg
 from fedmllm.engine.records import from_arrays, run_config, to_update
 from fedmllm.errors import FedmllmError
 from fedmllm.fl import client, privacy
-from fedmllm.fl.regularize import prox_weights, proximal
+from fedmllm.fl.regularize import Proximal, prox_weights
 from fedmllm.model.load import LOADS, load_trainable, session, trainable_state
 from fedmllm.run import model_spec
 from fedmllm.scenarios import split
@@ -128,7 +128,7 @@ def fit(
         seed=client.seed_for(cfg.seed, int(rnd["round"]), partition),
         variant=cfg.prompt_form,
         group_by_length=cfg.group_by_length,
-        regularizer=proximal(sess.model, global_params, weights) if weights else None,
+        regularizer=Proximal(sess.model, global_params, weights) if weights else None,
         correction=correction,
     )
     metrics = {

@@ -75,11 +75,6 @@ class Proximal:
         return {n: w * (p - g) for n, p, g, w in self.pairs}
 
 
-def proximal(model: torch.nn.Module, global_params: dict[str, torch.Tensor], weights: dict[str, float]) -> Proximal:
-    """The proximal term of `weights` (from `prox_weights`) around `global_params`."""
-    return Proximal(model, global_params, weights)
-
-
 def grad_ratio(grads: dict[str, torch.Tensor | None], reg_grads: dict[str, torch.Tensor]) -> float | None:
     """|g_reg| / |g_task|, L2 norms over all trainable tensors, from one backward pass of
     task loss + term: `grads` are the total gradients by name (None: no gradient, i.e. zero),

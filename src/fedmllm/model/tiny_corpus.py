@@ -62,39 +62,22 @@ NOUNS = (
     "driver",
     "student",
 )
-# prompts.vocabulary(), the pretraining's questions and answers, the chat roles and option letters
-TOKENIZER_LINES = (
-    "Based on the image and the text, ",
-    "Based on the image, ",
-    "Based on the text, ",
-    "",
-    ", without considering the modality",
-    "Answer with the option letter.",
-    "Answer with a single word or phrase.",
-    "Options: ",
-    'Text: "',
-    "What colour is the shape?",
-    "Is the tone of the text kind or mocking?",
-    "kind",
-    "mocking",
+# the answer options of pretraining's questions: memes.random_spec draws from exactly these
+COLOURS = (
     "blue",
     "green",
     "orange",
     "purple",
     "red",
     "yellow",
+)
+SHAPES = (
     "circle",
     "square",
     "triangle",
-    "Describe the image.",
-    "a red circle",
-    "Repeat the text.",
-    "USER: ASSISTANT: (A) (B) (C) (D) (E) (F) (G) (H) yes no",
 )
-# what pretraining's "Repeat the text." samples draw from: prompts.vocabulary(), every dataset's
-# vocabulary (in name order; lines shared by two datasets appear twice, so they are drawn twice as
-# often) and the pretraining's own vocabulary
-PRETRAIN_LINES = (
+# prompts.vocabulary()
+PROMPT_LINES = (
     "Based on the image and the text, ",
     "Based on the image, ",
     "Based on the text, ",
@@ -104,6 +87,23 @@ PRETRAIN_LINES = (
     "Answer with a single word or phrase.",
     "Options: ",
     'Text: "',
+)
+# the pretraining's own questions and answers
+PRETRAIN_VOCABULARY = (
+    "What colour is the shape?",
+    "Is the tone of the text kind or mocking?",
+    "kind",
+    "mocking",
+    *COLOURS,
+    *SHAPES,
+    "Describe the image.",
+    "a red circle",
+    "Repeat the text.",
+)
+# the tokenizer's lines besides the captions: the above, the chat roles and the option letters
+TOKENIZER_LINES = (*PROMPT_LINES, *PRETRAIN_VOCABULARY, "USER: ASSISTANT: (A) (B) (C) (D) (E) (F) (G) (H) yes no")
+# crisismmd's, hateful_memes' and medalpaca's vocabulary, in name order
+_DATASETS = (
     "Which humanitarian category does this tweet belong to?",
     "affected individuals",
     "infrastructure and utility damage",
@@ -131,6 +131,9 @@ PRETRAIN_LINES = (
     "(B) hateful",
     "not-hateful (B) hateful",
     "Answer this question truthfully",
+)
+# slake's vocabulary, which is also vqa_rad's (one twin writes both)
+_MEDVQA = (
     "yes",
     "no",
     "What colour is the lesion?",
@@ -143,49 +146,11 @@ PRETRAIN_LINES = (
     "Is the lesion yellow?",
     "Is the lesion warm-coloured?",
     "Is the lesion cool-coloured?",
-    "yes",
-    "no",
-    "What colour is the lesion?",
-    "What shape is the lesion?",
-    "Is the lesion blue?",
-    "Is the lesion green?",
-    "Is the lesion orange?",
-    "Is the lesion purple?",
-    "Is the lesion red?",
-    "Is the lesion yellow?",
-    "Is the lesion warm-coloured?",
-    "Is the lesion cool-coloured?",
-    "What colour is the shape?",
-    "Is the tone of the text kind or mocking?",
-    "kind",
-    "mocking",
-    "blue",
-    "green",
-    "orange",
-    "purple",
-    "red",
-    "yellow",
-    "circle",
-    "square",
-    "triangle",
-    "Describe the image.",
-    "a red circle",
-    "Repeat the text.",
 )
-# the answer options of pretraining's questions: memes.random_spec draws from exactly these
-COLOURS = (
-    "blue",
-    "green",
-    "orange",
-    "purple",
-    "red",
-    "yellow",
-)
-SHAPES = (
-    "circle",
-    "square",
-    "triangle",
-)
+# what pretraining's "Repeat the text." samples draw from: prompts.vocabulary(), every dataset's
+# vocabulary in name order (slake's and vqa_rad's are the same lines, so those are drawn twice as
+# often) and the pretraining's own vocabulary
+PRETRAIN_LINES = (*PROMPT_LINES, *_DATASETS, *_MEDVQA, *_MEDVQA, *PRETRAIN_VOCABULARY)
 
 
 def tokenizer_corpus() -> list[str]:
