@@ -113,8 +113,21 @@ def test_prompt_vocabulary_is_unchanged():
     them): the prompts must keep using exactly them."""
     from fedmllm.model.tiny_corpus import PROMPT_LINES
 
-    assert prompts.vocabulary() == list(PROMPT_LINES)
-    assert prompts.vocabulary()[:2] == ["Based on the image and the text, ", "Based on the image, "]
+    assert (
+        prompts.vocabulary()
+        == list(PROMPT_LINES)
+        == [
+            "Based on the image and the text, ",
+            "Based on the image, ",
+            "Based on the text, ",
+            "",
+            ", without considering the modality",
+            "Answer with the option letter.",
+            "Answer with a single word or phrase.",
+            "Options: ",
+            'Text: "',
+        ]
+    )
 
 
 def test_docs_show_the_exact_prompts():
