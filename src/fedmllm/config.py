@@ -27,6 +27,9 @@ MEAN_BASED = ("fedavg", "fedprox", "fedavgm", *ADAPTIVE)  # what a secure sum ca
 DATASET_NAMES = ("hateful_memes", "crisismmd", "vqa_rad", "slake", "medalpaca")  # = data.registry.DATASETS
 # "auto" + scenarios.prompts.VARIANTS (tests/test_scenarios.py keeps them equal)
 PROMPT_VARIANTS = ("auto", "modality", "augmented", "augmented_answer_line", "full_modality")
+ATTACKS = (
+    "none", "sign_flip", "scale", "gaussian", "nan", "malformed", "weight_inflation", "identity_spoof",
+)  # fmt: skip
 NO_SERVER_STEP = ("fedmedian", "fedtrimmedavg", "krum", "local", "centralized")  # no eta to set
 # published with train and test only (each loader's SPLITS; tests/test_config.py keeps them equal)
 NO_DEV_SPLIT = ("vqa_rad", "medalpaca")
@@ -145,6 +148,23 @@ class RunConfig:
     )
     client_cpus: float = _f(1.0, "CPU cores reserved per simulated client (Ray actor)")
     client_gpus: float = _f(0.0, "GPUs reserved per simulated client (e.g. 0.5 shares one GPU by two)")
+    # untrusted clients (docs/robustness.md)
+    max_weight_share: float = _f(
+        0.5,
+        "client_data = node: the largest share of a round's total weight one client's num-examples may claim "
+        "(capped, and logged); with split shards the server knows every count and rejects a larger claim",
+    )
+    allow_external_paths: bool = _f(
+        False, "data loaders: accept image paths that resolve outside the dataset folder (absolute, '..', symlinks)"
+    )
+    attack: str = _f(
+        "none",
+        "simulated Byzantine clients: what the attackers send (sign_flip, scale, gaussian, nan, malformed replies, "
+        "weight_inflation = 10^12 examples, identity_spoof = another partition's id)",
+        ATTACKS,
+    )
+    attackers: int = _f(0, "how many partitions attack (which ones: drawn from the run seed)")
+    attack_scale: float = _f(10.0, "scale: the update times this; gaussian: noise std = this x the update's RMS")
     # evaluation and output
     eval_split: str = _f(
         "test",
