@@ -8,11 +8,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from fedmllm.errors import FedmllmError
 from fedmllm.fl.rules import Params, State
+
+Shapes = dict[str, tuple[int, ...]]
+# what a run's tensors may be: float8 and the like cannot even be tested for NaN
+FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def shapes(params: Params) -> Shapes:
+    return {n: tuple(t.shape) for n, t in params.items()}
+
+
+def names(items: list[str]) -> str:
+    """At most 5 names: a hostile file may hold a million."""
+    more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+    return ", ".join(repr(n[:200]) for n in items[:5]) + more
+
+
+def mismatch(found: Shapes, expected: Shapes, prefix: str = "") -> str | None:
+    """What differs between two sets of named shapes (names shown with `prefix`), or None."""
+    missing = [prefix + n for n in expected if n not in found]
+    if missing:
+        return f"lacks {names(missing)}"
+    extra = [prefix + n for n in found if n not in expected]
+    if extra:
+        return f"has unexpected {names(extra)}"
+    for n, shape in found.items():
+        if shape != expected[n]:
+            return f"has {names([prefix + n])} of shape {shape}, expected {expected[n]}"
+    return None
+
+
+def not_finite(params: Params, prefix: str = "") -> str | None:
+    """Why the tensors are not all finite floating-point numbers, or None."""
+    for n, t in params.items():
+        if t.dtype not in FLOATS:
+            return f"has {names([prefix + n])} of dtype {t.dtype}, not floating point"
+        if not bool(torch.isfinite(t).all()):
+            return f"has NaN/Inf values in {names([prefix + n])}"
+    return None
 
 
 class ClientStore:
@@ -25,11 +63,20 @@ class ClientStore:
     checkpoint points at. Without a folder (tests, small runs of the rules) they stay in memory.
     """
 
-    def __init__(self, kind: str, folder: Path | None = None, versions: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        folder: Path | None = None,
+        versions: dict[int, int] | None = None,
+        expected: Shapes | None = None,
+    ) -> None:
         self.kind, self.folder = kind, folder
         self.versions: dict[int, int] = dict(versions or {})  # partition -> round of its file
         self.memory: dict[int, Params] = {}
         self.round = 0  # the version the next write gets (set by the loop to the round being run)
+        # names and shapes a client's file must hold; the files are read back from a run folder
+        # anyone may have edited, so one with other tensors is refused rather than trained on
+        self.expected = expected
 
     def path(self, partition: int, version: int) -> Path:
         assert self.folder is not None
@@ -42,9 +89,28 @@ class ClientStore:
             return default
         path = self.path(partition, self.versions[partition])
         try:
-            return load_file(str(path))
+            params = load_file(str(path))
         except (OSError, SafetensorError) as e:
             raise FedmllmError(f"{path}: cannot read the state of client {partition} ({e})") from None
+        if self.expected is not None:
+            problem = mismatch(shapes(params), self.expected) or not_finite(params)
+            if problem:
+                raise FedmllmError(f"{path}: the state of client {partition} {problem}")
+        return params
+
+    def check_file(self, partition: int) -> None:
+        """Names and shapes of a client's file against `expected`, from its header alone (cheap
+        enough to run on every file at resume, unlike `get`)."""
+        assert self.folder is not None and self.expected is not None
+        path = self.path(partition, self.versions[partition])
+        try:
+            with safe_open(str(path), "pt") as f:
+                found = {n: tuple(f.get_slice(n).get_shape()) for n in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+        except (OSError, SafetensorError) as e:
+            raise FedmllmError(f"{path}: cannot read the state of client {partition} ({e})") from None
+        problem = mismatch(found, self.expected)
+        if problem:
+            raise FedmllmError(f"{path}: the state of client {partition} {problem}")
 
     def __setitem__(self, partition: int, params: Params) -> None:
         if self.folder is None:
@@ -84,12 +150,13 @@ class ServerState:
     def start(cls, params: Params, seed: int, client_folder: Path | None = None) -> ServerState:
         """`client_folder`: where per-client state is kept (None: in memory)."""
         zeros = {n: torch.zeros_like(t) for n, t in params.items()}
+        expected = shapes(params)
         return cls(
             global_params=params,
             control=zeros,
             sampler=random.Random(seed),
-            client_controls=ClientStore("client_controls", client_folder),
-            client_models=ClientStore("client_models", client_folder),
+            client_controls=ClientStore("client_controls", client_folder, expected=expected),
+            client_models=ClientStore("client_models", client_folder, expected=expected),
         )
 
     def stores(self) -> tuple[ClientStore, ClientStore]:
