@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,118 @@ NO_SERVER_STEP = ("fedmedian", "fedtrimmedavg", "krum", "local", "centralized") 
 NO_DEV_SPLIT = ("vqa_rad", "medalpaca")
 
 
+# The domain of every field, checked by RunConfig.__post_init__ (and key by key by `coerce`);
+# tests/test_config_domains.py keeps one predicate per field. Upper bounds on counts make an
+# absurd value fail here, cleanly, not later as an OverflowError or MemoryError mid-run.
+MAX_CLIENTS = 100_000  # per federation (client counts: num_clients, attackers, krum_byzantine, ...)
+MAX_ROUNDS = 1_000_000
+MAX_STEPS = 1_000_000  # local optimiser steps per round
+MAX_SAMPLES = 1_000_000  # per synthetic split (the published splits hold tens of thousands)
+MAX_BATCH = 65_536
+MAX_LORA_RANK = 4096  # a rank at a real model's hidden size is no longer low-rank
+INT32_MAX = 2**31 - 1  # counts with no tighter meaning still fit a C int
+SEED_MAX = 2**32 - 1  # the derived seeds (seed * 1_000_003 + round * 1_009 + ...) stay below torch's 2**64
+MAX_CUDA_INDEX = 127  # torch keeps a device index in an int8: 'cuda:128' silently becomes 'cuda:-128'
+MAX_TEXT = 4096  # Linux's PATH_MAX
+RAY_STEP = 1e-4  # Ray refuses a fractional resource finer than this
+# Unicode categories refused in names and paths: control characters (NUL ends a C path, a newline
+# breaks the log and the recorded config), lone surrogates (no UTF-8 form to record), line breaks.
+BAD_TEXT = ("Cc", "Cs", "Zl", "Zp")
+TEXT_FIELDS = ("model", "data_dir", "text_data_dir", "ood_data_dir", "out")  # a hub id or a path
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,2}))?")  # [0-9]: \d would take any Unicode digit
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A float field's domain, low..high with each end open or closed (high = inf: a half-line)."""
+
+    low: float
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        above = self.low < x if self.open_low else self.low <= x
+        below = x < self.high if self.open_high else x <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.open_low else '>='} {_num(self.low)}"
+        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+        return f"in {left}{_num(self.low)}, {_num(self.high)}{right}"
+
+
+UNIT, UNIT_OPEN = Interval(0.0, 1.0), Interval(0.0, 1.0, open_high=True)
+NON_NEGATIVE, POSITIVE = Interval(0.0), Interval(0.0, open_low=True)
+FLOAT_DOMAINS = {
+    "lora_dropout": UNIT_OPEN,  # p = 1 would zero every LoRA input
+    "dirichlet_alpha": Interval(0.0, 1e6, open_low=True),  # 1e6 is IID already; near 1e308 Dir() overflows to 0s
+    "missing_rate": UNIT,
+    "hybrid_rate": UNIT,
+    "prox_mu": NON_NEGATIVE,
+    "adaptive_mu_weight": NON_NEGATIVE,
+    "server_lr": NON_NEGATIVE,  # 0 = the algorithm's default
+    "server_momentum": UNIT_OPEN,
+    "beta1": UNIT_OPEN,
+    "beta2": UNIT_OPEN,
+    "tau": POSITIVE,
+    "trim_fraction": Interval(0.0, 0.5, open_high=True),  # half cut at each end leaves nothing to average
+    "client_fraction": UNIT,  # 0 = use clients_per_round
+    "lr": POSITIVE,
+    "warmup": UNIT,
+    "reject_norm_factor": NON_NEGATIVE,  # 0 = off
+    "round_timeout": NON_NEGATIVE,  # 0 = no timeout
+    "dp_noise_multiplier": NON_NEGATIVE,
+    "dp_clipping_norm": POSITIVE,
+    "client_cpus": Interval(RAY_STEP, 1024.0),  # int(client_cpus) becomes torch's thread count
+    "client_gpus": Interval(0.0, MAX_CUDA_INDEX + 1.0),  # and 0 or >= RAY_STEP (_check_resources)
+    "max_weight_share": Interval(0.0, 1.0, open_low=True),
+    "attack_scale": POSITIVE,
+}
+INT_DOMAINS = {  # inclusive (low, high); cross-field bounds are in RunConfig._check_counts
+    "lora_r": (1, MAX_LORA_RANK),
+    "lora_alpha": (1, INT32_MAX),
+    "synthetic_train": (1, MAX_SAMPLES),
+    "synthetic_test": (1, MAX_SAMPLES),
+    "synthetic_dev": (1, MAX_SAMPLES),
+    "synthetic_seed": (0, SEED_MAX),
+    "num_clients": (1, MAX_CLIENTS),
+    "image_clients": (0, MAX_CLIENTS),  # <= num_clients in cross_modality
+    "adaptive_skip_layers": (0, INT32_MAX),  # clamped to (L-1)//2 where used
+    "krum_byzantine": (0, MAX_CLIENTS),  # krum: f + 2 <= clients per round
+    "rounds": (1, MAX_ROUNDS),
+    "clients_per_round": (1, MAX_CLIENTS),  # <= num_clients
+    "local_steps": (0, MAX_STEPS),  # 0 = one local epoch
+    "batch_size": (1, MAX_BATCH),
+    "min_clients": (1, MAX_CLIENTS),  # <= clients per round for a federated algorithm
+    "prompt_cache_mb": (0, INT32_MAX),  # 0 = off
+    "attackers": (0, MAX_CLIENTS),  # < num_clients; 0 when attack = 'none'
+    "eval_every": (1, MAX_ROUNDS),
+    "eval_batch_size": (1, MAX_BATCH),
+    "seed": (0, SEED_MAX),
+}
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: huge ints by size (str() refuses past 4300 digits), long text cut."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"{'a negative' if value < 0 else 'an'} integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past the float range
+        return False
+
+
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -44,7 +158,7 @@ class RunConfig:
     # model
     model: str = _f("tiny", "'tiny' (built-in, CPU), a Hugging Face hub id, or a local model folder")
     trust_remote_code: bool = _f(False, "allow custom model code from the checkpoint (off by default)")
-    device: str = _f("auto", "'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...")
+    device: str = _f("auto", "'auto' (cuda if present), 'cpu', 'cuda', 'cuda:N' (N in 0..127) or 'mps'")
     dtype: str = _f("auto", "compute dtype", ("auto", "float32", "bfloat16", "float16"))
     lora_r: int = _f(8, "LoRA rank")
     lora_alpha: int = _f(8, "LoRA alpha")
@@ -103,7 +217,7 @@ class RunConfig:
         ("delta", "momentum"),
     )
     trim_fraction: float = _f(0.2, "FedTrimmedAvg: fraction cut at each end")
-    krum_byzantine: int = _f(1, "Krum: number of Byzantine clients tolerated (f)")
+    krum_byzantine: int = _f(1, "Krum: number of Byzantine clients tolerated (f; needs f + 2 clients per round)")
     rounds: int = _f(20, "federated rounds (paper: 25 Hateful Memes, 40 CrisisMMD, 50 medical)")
     clients_per_round: int = _f(3, "clients sampled per round (paper: 2 of 10)")
     client_fraction: float = _f(0.0, "if > 0, sample this fraction of the clients per round instead")
@@ -180,43 +294,84 @@ class RunConfig:
     out: str = _f("", "run folder; empty = runs/<timestamp>")
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # kinds first: no later comparison may meet a str, a bool or a NaN
+            _check_kind(f.name, getattr(self, f.name))
+        self._check_dp_bounds()  # before the one-key domains, so the DP message names both of its keys
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.metadata["choices"] and value not in f.metadata["choices"]:
-                raise FedmllmError(f"config key '{f.name}': '{value}' is not one of {list(f.metadata['choices'])}")
-        positive = ("num_clients", "rounds", "clients_per_round", "batch_size", "eval_every", "lora_r")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise FedmllmError(f"config key '{name}': must be at least 1, got {getattr(self, name)}")
+            _check_domain(f.name, getattr(self, f.name))
+        self._check_counts()
+        self._check_attack()
+        self._check_resources()
+        self._check_combinations()
+        self._check_prompt_variant()
+        self._check_server_step()
+
+    def _check_dp_bounds(self) -> None:
+        if self.dp_noise_multiplier < 0 or self.dp_clipping_norm <= 0:
+            raise FedmllmError(
+                "config keys 'dp_noise_multiplier' >= 0 and 'dp_clipping_norm' > 0 (noise std = their product / "
+                f"sampled clients), got {self.dp_noise_multiplier} and {self.dp_clipping_norm}"
+            )
+
+    def _check_counts(self) -> None:
+        """Client counts against each other: the sample, the quorum, and what Krum needs."""
         if self.clients_per_round > self.num_clients:
             raise FedmllmError(
-                f"config key 'clients_per_round': {self.clients_per_round} > num_clients {self.num_clients}"
+                f"config keys 'clients_per_round' and 'num_clients': {self.clients_per_round} clients per round "
+                f"> num_clients {self.num_clients}"
             )
-        if self.ood_dataset and self.ood_dataset not in DATASET_NAMES:
-            raise FedmllmError(f"config key 'ood_dataset': '{self.ood_dataset}' is not one of {list(DATASET_NAMES)}")
-        if self.scenario == "cross_modality" and not 0 <= self.image_clients <= self.num_clients:
+        if self.scenario == "cross_modality" and self.image_clients > self.num_clients:
             raise FedmllmError(f"config key 'image_clients': must be in [0, num_clients={self.num_clients}]")
-        for name in ("missing_rate", "hybrid_rate", "warmup", "lora_dropout", "client_fraction", "trim_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise FedmllmError(f"config key '{name}': must be in [0, 1], got {getattr(self, name)}")
-        if not 1 <= self.min_clients <= self.sampled_per_round and self.algorithm not in ("local", "centralized"):
+        if self.min_clients > self.sampled_per_round and self.algorithm not in ("local", "centralized"):
             raise FedmllmError(
                 f"config key 'min_clients': must be in [1, clients sampled per round = {self.sampled_per_round}]"
             )
+        # Krum must have something to choose: krum_scores sums each update's distances to its
+        # max(1, n - f - 2) nearest others, and with n >= f + 2 two updates are honest even if f are
+        # not, so an honest one has an honest neighbour to be scored against. (Blanchard et al.'s
+        # guarantee needs n >= 2f + 3; the default, 3 clients per round with f = 1, is below it.)
+        if self.algorithm == "krum" and self.sampled_per_round < self.krum_byzantine + 2:
+            sampled = "client_fraction" if self.client_fraction > 0 else "clients_per_round"
+            raise FedmllmError(
+                f"config keys 'krum_byzantine' and '{sampled}': Krum tolerating f = {self.krum_byzantine} Byzantine "
+                f"clients needs at least f + 2 = {self.krum_byzantine + 2} clients per round, got "
+                f"{self.sampled_per_round}; lower krum_byzantine or sample more clients"
+            )
+
+    def _check_attack(self) -> None:
+        """The simulated attack. A kind with 0 attackers is allowed: a sweep's no-attack column."""
+        if self.attack == "none" and self.attackers > 0:
+            raise FedmllmError(
+                f"config keys 'attackers' and 'attack': {self.attackers} attackers but attack = 'none'; "
+                f"set attack to one of {list(ATTACKS[1:])}, or attackers = 0"
+            )
+        if self.attackers > 0 and self.secagg:
+            raise FedmllmError(
+                "config keys 'attack' and 'secagg': the simulated attacks send single updates; "
+                "under SecAgg+ the server sees only their masked sum (set secagg = false)"
+            )
+        if self.attackers >= self.num_clients:
+            raise FedmllmError(
+                f"config keys 'attackers' and 'num_clients': attackers must be below num_clients (at least one "
+                f"honest client), got {self.attackers} of {self.num_clients}"
+            )
+
+    def _check_resources(self) -> None:
+        if 0 < self.client_gpus < RAY_STEP:
+            raise FedmllmError(
+                f"config key 'client_gpus': must be 0 or at least {RAY_STEP} (Ray's resource precision), "
+                f"got {self.client_gpus}"
+            )
+
+    def _check_combinations(self) -> None:
+        """Settings that contradict each other (or the dataset's published splits)."""
         if self.dp != "none" and self.algorithm in ("local", "centralized"):
             raise FedmllmError(f"config key 'dp': the {self.algorithm} baseline has no aggregate to make private")
-        if min(self.dp_noise_multiplier, self.round_timeout, self.reject_norm_factor) < 0 or self.dp_clipping_norm <= 0:
-            raise FedmllmError(
-                "config keys 'dp_noise_multiplier', 'round_timeout' and 'reject_norm_factor' must be >= 0, "
-                "'dp_clipping_norm' > 0"
-            )
         if self.secagg and (self.algorithm not in MEAN_BASED or self.dp == "server" or self.sampled_per_round < 2):
             raise FedmllmError(
                 f"config key 'secagg': needs an algorithm that uses only the weighted mean ({', '.join(MEAN_BASED)}), "
                 "at least 2 clients per round, and dp 'none' or 'client' (the server never sees single updates)"
             )
-        if self.prompt_cache_mb < 0:
-            raise FedmllmError(f"config key 'prompt_cache_mb': must be >= 0, got {self.prompt_cache_mb}")
         if self.secagg and self.update_dtype != "float32":
             raise FedmllmError("config key 'update_dtype': SecAgg+ sends its own quantised integers; use float32")
         if self.client_data == "node" and self.algorithm == "centralized":
@@ -227,10 +382,6 @@ class RunConfig:
                     f"config key 'eval_split': {name} '{getattr(self, name)}' has no dev split in its published "
                     "layout (only train and test); tune on a dataset that has one, or use eval_split = 'test'"
                 )
-        if self.dirichlet_alpha <= 0 or self.lr <= 0:
-            raise FedmllmError("config keys 'dirichlet_alpha' and 'lr' must be positive")
-        self._check_prompt_variant()
-        self._check_server_step()
 
     def _check_prompt_variant(self) -> None:
         augmented = self.prompt_variant in ("augmented", "augmented_answer_line")
@@ -243,19 +394,13 @@ class RunConfig:
 
     def _check_server_step(self) -> None:
         """The server-step hyper-parameters: each one a rule reads is valid, and none is set where
-        no rule would read it (a silently ignored setting would mislabel a result)."""
-        if not math.isfinite(self.server_lr) or self.server_lr < 0:
-            raise FedmllmError(f"config key 'server_lr': must be a finite number >= 0, got {self.server_lr}")
+        no rule would read it (a silently ignored setting would mislabel a result). Their ranges
+        (server_lr >= 0, tau > 0, betas and momentum in [0, 1)) are in FLOAT_DOMAINS."""
         if self.server_lr > 0 and self.algorithm in NO_SERVER_STEP:
             raise FedmllmError(
                 f"config key 'server_lr': algorithm '{self.algorithm}' has no server learning rate "
                 "(its new model is not a step along the mean update); leave server_lr = 0"
             )
-        if not math.isfinite(self.tau) or self.tau <= 0:
-            raise FedmllmError(f"config key 'tau': must be a finite number > 0, got {self.tau}")
-        for name in ("beta1", "beta2", "server_momentum"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise FedmllmError(f"config key '{name}': must be in [0, 1), got {getattr(self, name)}")
         if self.server_momentum_damped and self.algorithm != "fedavgm":
             raise FedmllmError(
                 f"config key 'server_momentum_damped': only fedavgm has server momentum, not '{self.algorithm}'"
@@ -300,18 +445,78 @@ class RunConfig:
 
 
 TYPES = {f.name: type(f.default) for f in fields(RunConfig)}
+CHOICES = {f.name: f.metadata["choices"] for f in fields(RunConfig)}
+
+
+def _check_kind(key: str, value: Any) -> None:
+    """The field's type (an int is accepted for a float, a bool for nothing but a bool) and, for a
+    float, finiteness: before any range check, since NaN compares false both ways and slips through."""
+    expected = TYPES[key]
+    ok = not isinstance(value, bool) or expected is bool
+    ok = ok and isinstance(value, (int, float) if expected is float else expected)
+    if not ok:
+        raise FedmllmError(
+            f"config key '{key}' should be {expected.__name__}, got {type(value).__name__} {_show(value)}"
+        )
+    if expected is float and not _finite(value):
+        raise FedmllmError(f"config key '{key}': must be a finite number {FLOAT_DOMAINS[key]}, got {_show(value)}")
+
+
+def _check_domain(key: str, value: Any) -> None:
+    """The field's own domain (value already of the right kind); rules between keys are RunConfig's."""
+    if key in FLOAT_DOMAINS and value not in FLOAT_DOMAINS[key]:
+        domain = FLOAT_DOMAINS[key]
+        what = f"a finite number {domain}" if domain.high == math.inf else str(domain)
+        raise FedmllmError(f"config key '{key}': must be {what}, got {_show(value)}")
+    if key in INT_DOMAINS:
+        low, high = INT_DOMAINS[key]
+        if value < low:
+            raise FedmllmError(f"config key '{key}': must be at least {low}, got {_show(value)}")
+        if value > high:
+            raise FedmllmError(f"config key '{key}': must be at most {high}, got {_show(value)}")
+    if CHOICES[key] and value not in CHOICES[key]:
+        raise FedmllmError(f"config key '{key}': {_show(value)} is not one of {list(CHOICES[key])}")
+    if key == "ood_dataset" and value and value not in DATASET_NAMES:
+        raise FedmllmError(f"config key 'ood_dataset': {_show(value)} is not one of {list(DATASET_NAMES)} or ''")
+    if key == "device" and not _device_ok(value):
+        raise FedmllmError(
+            f"config key 'device': must be 'auto', 'cpu', 'cuda', 'cuda:N' (N in 0..{MAX_CUDA_INDEX}) or 'mps', "
+            f"got {_show(value)}"
+        )
+    if key in TEXT_FIELDS:
+        _check_text(key, value)
+
+
+def _device_ok(value: str) -> bool:
+    return DEVICE.fullmatch(value) is not None and int(value.partition(":")[2] or 0) <= MAX_CUDA_INDEX
+
+
+def _check_text(key: str, value: str) -> None:
+    if key == "model" and not value:
+        raise FedmllmError("config key 'model': must name a model ('tiny', a hub id or a local folder), got ''")
+    if len(value) > MAX_TEXT:
+        raise FedmllmError(f"config key '{key}': at most {MAX_TEXT} characters, got {len(value)}")
+    bad = next((i for i, c in enumerate(value) if unicodedata.category(c) in BAD_TEXT), None)
+    if bad is not None:
+        raise FedmllmError(
+            f"config key '{key}': must be printable text, got {value[bad]!r} at character {bad} of {_show(value)}"
+        )
+
+
+def check_value(key: str, value: Any) -> None:
+    """One key's type and own domain, alone (RunConfig checks these and the rules between keys)."""
+    _check_kind(key, value)
+    _check_domain(key, value)
 
 
 def coerce(key: str, value: Any, source: str) -> Any:
-    """Check a value's type against the field's (ints are accepted where floats are)."""
-    expected = TYPES[key]
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise FedmllmError(
-            f"{source}: config key '{key}' should be {expected.__name__}, got {type(value).__name__} {value!r}"
-        )
-    return value
+    """Check a value against the field's type and domain (ints are accepted, as floats, where floats
+    are), so a bad value fails naming `source` and the key before any config is built."""
+    try:
+        check_value(key, value)
+    except FedmllmError as e:
+        raise FedmllmError(f"{source}: {e}") from None
+    return float(value) if TYPES[key] is float else value
 
 
 def from_dict(values: dict[str, Any], source: str) -> RunConfig:
