@@ -3,7 +3,8 @@
 The dataset folder is the extracted `CrisisMMD_v2.0/`: images under `data_image/<event>/<date>/`
 and the split files under `crisismmd_datasplit_agreed_label/`, one tab-separated file per split
 with the header `event_name tweet_id image_id tweet_text image label label_text label_image
-label_text_image`. `image` is relative to the dataset folder. The published split files are
+label_text_image`. `image` is relative to the dataset folder and must resolve inside it unless
+`allow_external` (see images.check_inside). The published split files are
 named `task_humanitarian_text_img_agreed_lab_{train,dev,test}.tsv`; the shorter
 `task_humanitarian_text_img_{split}.tsv` (the name used by the `crisismmd_datasplit_all`
 release) is accepted in the same folder as a fallback.
@@ -22,7 +23,8 @@ import html
 import re
 from pathlib import Path
 
-from fedmllm.data.images import check_image
+from fedmllm.data.images import dataset_image
+from fedmllm.data.jsonl import read_lines
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError, where
 
@@ -89,27 +91,18 @@ def normalise_label(value: str) -> str:
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and (line number, fields) of every non-blank line, split on tabs only."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise FedmllmError(f"{path}: cannot read ({e.strerror})") from None
-    rows = []
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            text = line.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r")
-        except UnicodeDecodeError as e:
-            raise FedmllmError(f"{where(path, number)}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        if text.strip():
-            rows.append((number, text.split("\t")))
+    """The header and (line number, fields) of every non-blank line, split on tabs only; lines
+    are bounded and checked as UTF-8 by read_lines."""
+    rows = [(number, text.split("\t")) for number, text in read_lines(path) if text.strip()]
     if not rows:
         raise FedmllmError(f"{path}: empty file (expected a header line)")
     _, header = rows[0]
     return [name.strip() for name in header], rows[1:]
 
 
-def load(folder: Path, split: str, label_column: str = LABEL_COLUMN) -> list[Sample]:
-    """Read one split; every image must exist and every label must be one of the 8 classes."""
+def load(folder: Path, split: str, label_column: str = LABEL_COLUMN, *, allow_external: bool = False) -> list[Sample]:
+    """Read one split; every image must exist (inside `folder` unless `allow_external`) and every
+    label must be one of the 8 classes."""
     if label_column not in LABEL_COLUMNS:
         raise FedmllmError(f"crisismmd: label column '{label_column}' is not one of {list(LABEL_COLUMNS)}")
     path = split_file(folder, split)
@@ -140,10 +133,9 @@ def load(folder: Path, split: str, label_column: str = LABEL_COLUMN) -> list[Sam
             continue
         seen.add(key)
         relative = fields[col["image"]].strip()
-        image = Path(folder) / relative
         if not relative:
             raise FedmllmError(f"{loc}: column 'image' is empty")
-        check_image(image, f"{loc}: column 'image'")
+        image = dataset_image(folder, Path(folder) / relative, relative, f"{loc}: column 'image'", allow_external)
         samples.append(
             Sample(
                 id=key[1],

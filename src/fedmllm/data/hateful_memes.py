@@ -1,13 +1,14 @@
 """Hateful Memes (Kiela et al. 2020) as published: img/*.png and one JSON-lines file per split.
 
-Each line is {"id", "img", "label", "text"}; "img" is relative to the dataset folder.
+Each line is {"id", "img", "label", "text"}; "img" is relative to the dataset folder and must
+resolve inside it unless `allow_external` (see images.check_inside).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fedmllm.data.images import check_image
+from fedmllm.data.images import dataset_image
 from fedmllm.data.jsonl import read_jsonl, require
 from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError, where
@@ -21,8 +22,9 @@ def vocabulary() -> list[str]:
     return [QUESTION, *OPTIONS, "(A) not-hateful", "(B) hateful", "not-hateful (B) hateful"]
 
 
-def load(folder: Path, split: str) -> list[Sample]:
-    """Read one split; every image must exist and every label must be 0 or 1."""
+def load(folder: Path, split: str, *, allow_external: bool = False) -> list[Sample]:
+    """Read one split; every image must exist (inside `folder` unless `allow_external`) and every
+    label must be 0 or 1."""
     if split not in SPLITS:
         raise FedmllmError(f"hateful_memes: unknown split '{split}' (choose from {list(SPLITS)})")
     path = Path(folder) / SPLITS[split]
@@ -38,7 +40,7 @@ def load(folder: Path, split: str) -> list[Sample]:
         if sample_id in seen:  # the published files repeat a few ids; keep the first
             continue
         seen.add(sample_id)
-        image = check_image(Path(folder) / img, f"{loc}: field 'img'")
+        image = dataset_image(folder, Path(folder) / img, img, f"{loc}: field 'img'", allow_external)
         samples.append(
             Sample(
                 id=sample_id,

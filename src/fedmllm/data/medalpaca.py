@@ -38,8 +38,9 @@ def held_out_indices(n: int) -> set[int]:
     return set(random.Random(SPLIT_SEED).sample(range(n), k))
 
 
-def load(folder: Path, split: str) -> list[Sample]:
-    """Read one split; every item needs string fields and a non-empty output."""
+def load(folder: Path, split: str, *, allow_external: bool = False) -> list[Sample]:
+    """Read one split; every item needs string fields and a non-empty output. The items hold no
+    paths, so `allow_external` changes nothing (it is taken so every loader has one signature)."""
     if split not in SPLITS:
         raise FedmllmError(f"medalpaca: unknown split '{split}' (choose from {list(SPLITS)})")
     path = data_file(folder)

@@ -15,7 +15,7 @@ from fedmllm.paths import cache_dir
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    load: Callable[[Path, str], list[Sample]]  # (folder, split) -> samples
+    load: Callable[..., list[Sample]]  # (folder, split, *, allow_external) -> samples
     write_synthetic: Callable[..., Path]  # (folder, sizes, seed) -> folder
     marker: str  # glob of a file every real copy has, checked before loading
     # fixed prompt text (questions, option words, closed answers) the built-in tiny model's
@@ -65,5 +65,8 @@ def resolve_folder(name: str, data_dir: str, sizes: dict[str, int], seed: int) -
     return folder
 
 
-def load_split(name: str, folder: Path, split: str) -> list[Sample]:
-    return get(name).load(folder, split)
+def load_split(name: str, folder: Path, split: str, *, allow_external: bool = False) -> list[Sample]:
+    """One split of a dataset. Image paths must resolve inside `folder` (symlinks followed) unless
+    `allow_external` (the run's `allow_external_paths`): the folder is untrusted input, and the
+    paths end up in the client shards."""
+    return get(name).load(folder, split, allow_external=allow_external)

@@ -3,7 +3,8 @@
 Items have {"qid", "image_name", "question", "answer", "answer_type" (OPEN/CLOSED),
 "question_type", "image_organ", ...}; only the first five are read, the rest are ignored. The
 JSON file is `VQA_RAD Dataset Public.json`, or the only `*.json` in the folder; images are
-found by name in `VQA_RAD Image Folder/` (the release) or `images/`.
+found by name in `VQA_RAD Image Folder/` (the release) or `images/`, and must resolve inside the
+dataset folder unless `allow_external` (see images.check_inside).
 
 The published file is untidy, so answers are normalised: numbers become strings (2 -> "2"),
 surrounding and repeated spaces go, and closed yes/no answers are lower-cased ("Yes " -> "yes");
@@ -21,7 +22,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from fedmllm.data.images import check_image
+from fedmllm.data.images import check_image, check_inside, is_file
 from fedmllm.data.jsonl import find_json_file, read_json_list, require
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import medvqa
@@ -100,11 +101,13 @@ def find_json(folder: Path) -> Path:
     return find_json_file(folder, DEFAULT_FILE)
 
 
-def find_image(folder: Path, name: str, loc: str) -> Path:
+def find_image(folder: Path, name: str, loc: str, allow_external: bool = False) -> Path:
+    field = f"{loc}: field 'image_name'"
     for sub in IMAGE_DIRS:
         path = folder / sub / name
-        if path.is_file():
-            return check_image(path, f"{loc}: field 'image_name'")
+        check_inside(folder, path, name, field, allow_external)  # before is_file: never probe outside
+        if is_file(path, field):
+            return check_image(path, field)
     looked = " or ".join(f"'{folder / sub}'" for sub in IMAGE_DIRS)
     raise FedmllmError(f"{loc}: field 'image_name': image file not found: '{name}' (looked in {looked})")
 
@@ -119,8 +122,9 @@ def held_out_images(names: list[str]) -> set[str]:
     return set(distinct[:n_test])
 
 
-def load(folder: Path, split: str) -> list[Sample]:
-    """Read one split; every image must exist and every answer_type be OPEN or CLOSED."""
+def load(folder: Path, split: str, *, allow_external: bool = False) -> list[Sample]:
+    """Read one split; every image must exist (inside `folder` unless `allow_external`) and every
+    answer_type be OPEN or CLOSED."""
     if split not in SPLITS:
         raise FedmllmError(f"vqa_rad: unknown split '{split}' (choose from {list(SPLITS)})")
     folder = Path(folder)
@@ -134,7 +138,7 @@ def load(folder: Path, split: str) -> list[Sample]:
         is_test = None
         if official:  # then every item must say which split it belongs to
             is_test = require(obj, "phrase_type", str, loc).strip().lower().startswith("test")
-        sample = vqa_sample(obj, find_image(folder, image_name, loc), loc)
+        sample = vqa_sample(obj, find_image(folder, image_name, loc, allow_external), loc)
         if sample_id in seen:  # the published file repeats a few qids; keep the first
             continue
         seen.add(sample_id)
