@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import ssl
 import stat
 
@@ -110,6 +112,63 @@ def test_node_keys_are_openssh_p384_pairs(tmp_path):
         assert private.public_key().public_numbers() == public.public_numbers()
         assert stat.S_IMODE(private_path.stat().st_mode) == 0o600
     assert keys["node0"][1].read_bytes() != keys["node1"][1].read_bytes()
+
+
+@pytest.fixture
+def umask():
+    """Run a test under a chosen umask (restored after), so the expected modes do not depend on the caller's shell."""
+    saved = os.umask(0o022)
+    yield os.umask
+    os.umask(saved)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("value", [0o000, 0o022, 0o077])
+def test_fresh_generation_modes(tmp_path, umask, value):
+    # umask 0 would leave everything world-readable if the code relied on it; 077 would strip the certs' read bits
+    umask(value)
+    certs = write_dev_certs(tmp_path / "new" / "certs")
+    keys = write_node_keys(tmp_path / "new" / "keys", ["site-a"])
+    assert mode(tmp_path / "new" / "certs") == 0o700
+    assert mode(tmp_path / "new" / "keys") == 0o700
+    assert (mode(certs["ca_key"]), mode(certs["server_key"]), mode(keys["site-a"][0])) == (0o600, 0o600, 0o600)
+    public = 0o644 & ~value  # certificates are handed out: the caller's umask decides, never wider than 0644
+    assert (mode(certs["ca_cert"]), mode(certs["server_cert"]), mode(keys["site-a"][1])) == (public, public, public)
+
+
+@pytest.mark.parametrize("writer", ["certs", "keys"])
+def test_existing_key_folder_is_tightened_and_logged(tmp_path, umask, caplog, writer):
+    umask(0o022)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o755)
+    with caplog.at_level(logging.WARNING, logger="fedmllm.deploy.certs"):
+        if writer == "certs":
+            write_dev_certs(folder)
+        else:
+            write_node_keys(folder, ["site-a"])
+    assert mode(folder) == 0o700
+    expected = f"{folder} holds private keys: changed its mode from 0755 to 0700"
+    assert [r.getMessage() for r in caplog.records] == [expected]
+
+
+def test_owner_only_folder_is_left_alone_without_a_log_line(tmp_path, caplog):
+    folder = tmp_path / "keys"
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)
+    with caplog.at_level(logging.DEBUG, logger="fedmllm.deploy.certs"):
+        write_node_keys(folder, ["site-a"])
+    assert mode(folder) == 0o700
+    assert caplog.records == []
+
+
+def test_key_folder_that_is_a_file_is_named_in_the_error(tmp_path):
+    (tmp_path / "keys").write_text("not a folder")
+    with pytest.raises(FedmllmError, match=r"keys: cannot make it an owner-only \(0700\) folder"):
+        write_node_keys(tmp_path / "keys", ["site-a"])
 
 
 @pytest.mark.parametrize("existing", ["ca.crt", "ca.key", "server.pem", "server.key"])

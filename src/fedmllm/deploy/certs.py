@@ -1,17 +1,22 @@
 """Development TLS certificates and SuperNode auth keys for a Flower deployment, in pure Python.
 
 Flower 1.42's SuperLink serves every API over one HTTPS port and its clients check the hostname, so the
-server certificate needs a SAN for every name or IP that is dialled (always `127.0.0.1`: the ServerApp's
-SuperExec dials it even when the SuperLink binds `0.0.0.0`). SuperNode authentication needs OpenSSH EC keys
+server certificate needs a SAN for every name or IP that is dialled (always `127.0.0.1`, which the ServerApp's
+SuperExec dials whatever address the SuperLink binds). SuperNode authentication needs OpenSSH EC keys
 (what `ssh-keygen -t ecdsa -b 384` writes). Both are generated with `cryptography` (a flwr dependency) so no
 `openssl` or `ssh-keygen` binary is needed. These are for trying a deployment, not for production PKI.
+
+Every folder that receives a private key is owner-only (0700, an existing one is tightened and the change logged)
+and every private key is 0600; certificates and `.pub` files are 0644 (they are meant to be handed out).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,6 +29,8 @@ from fedmllm.errors import FedmllmError
 
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 CA_NAME = "fedmllm-dev-ca"
+KEY_FOLDER_MODE = 0o700
+log = logging.getLogger(__name__)
 
 
 def _check_absent(paths: Iterable[Path]) -> None:
@@ -31,6 +38,20 @@ def _check_absent(paths: Iterable[Path]) -> None:
     for path in paths:
         if path.exists():
             raise FedmllmError(f"{path} already exists; refusing to overwrite it (delete it or use another folder)")
+
+
+def _private_folder(folder: Path) -> None:
+    """Create `folder` owner-only, or tighten an existing one: other users must not even list its key files."""
+    try:
+        existed = folder.is_dir()
+        folder.mkdir(mode=KEY_FOLDER_MODE, parents=True, exist_ok=True)  # parents keep the default mode
+        before = stat.S_IMODE(folder.stat().st_mode)
+        if before != KEY_FOLDER_MODE:  # existing folder, or a umask that removed owner bits from the new one
+            os.chmod(folder, KEY_FOLDER_MODE)
+    except OSError as err:
+        raise FedmllmError(f"{folder}: cannot make it an owner-only (0700) folder for private keys: {err}") from err
+    if existed and before != KEY_FOLDER_MODE:
+        log.warning("%s holds private keys: changed its mode from %04o to %04o", folder, before, KEY_FOLDER_MODE)
 
 
 def _write(path: Path, data: bytes, *, private: bool) -> None:
@@ -137,7 +158,7 @@ def write_dev_certs(folder: Path, hosts: Sequence[str] = DEFAULT_HOSTS, days: in
         .sign(ca_key, hashes.SHA256())
     )
 
-    folder.mkdir(parents=True, exist_ok=True)
+    _private_folder(folder)
     _write(paths["ca_key"], _pem_key(ca_key), private=True)
     _write(paths["ca_cert"], ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
     _write(paths["server_key"], _pem_key(server_key), private=True)
@@ -163,7 +184,7 @@ def write_node_keys(folder: Path, names: Sequence[str]) -> dict[str, tuple[Path,
         paths[name] = (folder / name, folder / f"{name}.pub")
     _check_absent(p for pair in paths.values() for p in pair)
 
-    folder.mkdir(parents=True, exist_ok=True)
+    _private_folder(folder)
     for private_path, public_path in paths.values():
         key = ec.generate_private_key(ec.SECP384R1())
         private = key.private_bytes(

@@ -3,7 +3,8 @@
 This exists so tests and users can try the Deployment Engine end to end before spreading it over machines. It
 runs the same commands a real deployment runs, only on 127.0.0.1, and records every one of them (with the
 environment variables it sets) in `LocalDeployment.commands` and `<folder>/commands.sh`, so the docs can show
-exactly what to type. Typical use::
+exactly what to type. Every API it starts listens on 127.0.0.1 only: Flower 1.42's Control API has no login, so
+anyone who reached it could start runs, i.e. execute code on every SuperNode (docs/deployment.md). Typical use::
 
     from fedmllm.deploy.certs import write_node_keys
     from fedmllm.deploy.local import LocalDeployment
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from fedmllm.config import RunConfig, coerce
 from fedmllm.deploy.certs import DEFAULT_HOSTS, write_dev_certs
 from fedmllm.errors import FedmllmError
 
@@ -53,6 +55,9 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 ConfigValue = bool | int | float | str
+# Flower 1.42 can still start its old gRPC Fleet and Control servers, on 0.0.0.0:9092 and 0.0.0.0:9093, when these
+# are "1" in the environment; the launcher passes its caller's environment on, so it switches them off explicitly.
+LEGACY_GRPC_OFF = {"FLWR_INTERNAL_GRPC_FLEET_API": "0", "FLWR_INTERNAL_GRPC_CONTROL_API": "0"}
 
 
 def toml_value(value: ConfigValue) -> str:
@@ -94,6 +99,71 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def node_trust_config(run_config: Mapping[str, ConfigValue] | None) -> dict[str, ConfigValue]:
+    """The node-config keys a SuperNode needs to accept `run_config` ("What a node accepts" in docs/deployment.md).
+
+    A node refuses remote model code unless its own config allows it. This launcher is the same user on the same
+    machine as the run it starts, so for a run with `trust_remote_code = true` it lets its nodes load exactly that
+    run's model with remote code; any other run needs nothing extra (an empty dict).
+    """
+    run = {key.replace("-", "_"): value for key, value in (run_config or {}).items()}
+    if not coerce("trust_remote_code", run.get("trust_remote_code", False), "run config"):
+        return {}
+    model = coerce("model", run.get("model", RunConfig().model), "run config")
+    return {"trust-remote-code": True, "models": model}
+
+
+def superlink_argv(certs: Mapping[str, Path], database: Path, port: int) -> list[str]:
+    """`flower-superlink` with TLS and SuperNode auth, its one HTTPS port (Fleet, Control, Runtime) on 127.0.0.1."""
+    return [
+        "flower-superlink",
+        "--ssl-ca-certfile", str(certs["ca_cert"]),
+        "--ssl-certfile", str(certs["server_cert"]),
+        "--ssl-keyfile", str(certs["server_key"]),
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+        "--database", str(database),
+        "--host", LOOPBACK,
+        "--port", str(port),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    """What one `flower-supernode` is started with (see `LocalDeployment.start_supernode`)."""
+
+    superlink_port: int
+    ca_cert: Path
+    port: int
+    private_key: Path | None = None
+    node_config: Mapping[str, ConfigValue] | None = None
+    run_config: Mapping[str, ConfigValue] | None = None
+    max_retries: int = 5
+    max_wait_time: float = 60.0
+
+    def argv(self) -> list[str]:
+        """The command line; its own Runtime API (for its ClientApp processes) on 127.0.0.1 too.
+
+        `--node-config` is `node_trust_config(run_config)` overlaid with `node_config`: a key the caller sets wins,
+        so a test can start a node that refuses what the run asks for.
+        """
+        argv = [
+            "flower-supernode",
+            "--superlink", f"{LOOPBACK}:{self.superlink_port}",
+            "--root-certificates", str(self.ca_cert),
+            "--host", LOOPBACK,
+            "--port", str(self.port),
+            "--max-retries", str(self.max_retries),
+            "--max-wait-time", str(self.max_wait_time),
+        ]  # fmt: skip
+        if self.private_key is not None:
+            argv += ["--auth-supernode-private-key", str(Path(self.private_key).resolve())]
+        config = {**node_trust_config(self.run_config), **(self.node_config or {})}
+        if config:
+            argv += ["--node-config", render_config(config)]
+        return argv
 
 
 @dataclass(frozen=True)
@@ -285,29 +355,19 @@ class LocalDeployment:
 
     # -- SuperLink --------------------------------------------------------------------------------------------------
 
-    def start_superlink(self, port: int | None = None, *, host: str = LOOPBACK, timeout: float = 60.0) -> Process:
+    def start_superlink(self, port: int | None = None, *, timeout: float = 60.0) -> Process:
         """Start `flower-superlink` with TLS and SuperNode auth, wait for `GET /health` over HTTPS, write config.toml.
 
-        Fleet, Control and Runtime APIs share this one port. `host="0.0.0.0"` exposes it to other machines (their
-        name or IP must then be in `hosts`). Raises FedmllmError with the log tail if it exits or is not healthy
-        within `timeout` seconds.
+        Fleet, Control and Runtime APIs share this one port, on 127.0.0.1 only (there is deliberately no `host`:
+        exposing the port exposes the Control API; docs/deployment.md shows how to expose only the Fleet API).
+        Raises FedmllmError with the log tail if it exits or is not healthy within `timeout` seconds.
         """
         if self.superlink is not None:
             raise FedmllmError(f"the SuperLink is already running (pid {self.superlink.pid})")
         certs = self.ensure_certs()
         self.port = self._take_port(port)
-        argv = [
-            "flower-superlink",
-            "--ssl-ca-certfile", str(certs["ca_cert"]),
-            "--ssl-certfile", str(certs["server_cert"]),
-            "--ssl-keyfile", str(certs["server_key"]),
-            "--enable-supernode-auth",
-            "--disable-runtime-dependency-installation",
-            "--database", str(self.database),
-            "--host", host,
-            "--port", str(self.port),
-        ]  # fmt: skip
-        self.superlink = self._spawn("superlink", argv, self.env())
+        argv = superlink_argv(certs, self.database, self.port)
+        self.superlink = self._spawn("superlink", argv, {**self.env(), **LEGACY_GRPC_OFF})
         self.write_connection()
         self._wait_health(self.superlink, timeout)
         return self.superlink
@@ -428,6 +488,7 @@ class LocalDeployment:
         private_key: Path | None,
         node_config: Mapping[str, ConfigValue] | None = None,
         *,
+        run_config: Mapping[str, ConfigValue] | None = None,
         port: int | None = None,
         max_retries: int = 5,
         max_wait_time: float = 60.0,
@@ -436,27 +497,28 @@ class LocalDeployment:
 
         `private_key` is the OpenSSH key whose `.pub` was registered (None: an ephemeral key, which a SuperLink with
         `--enable-supernode-auth` rejects). `node_config` becomes `--node-config` (the ClientApp's
-        `context.node_config`). `max_retries`/`max_wait_time` bound reconnect attempts so a broken node exits
-        instead of retrying forever. Does not wait: use `wait_for_nodes`, or `Process.wait` for a node that should fail.
+        `context.node_config`); `run_config`, the config of the run this node is started for, adds what the node
+        needs to accept it (`node_trust_config`). `max_retries`/`max_wait_time` bound reconnect attempts so a broken
+        node exits instead of retrying forever. Does not wait: use `wait_for_nodes`, or `Process.wait` for a node that
+        should fail.
         """
         if self.superlink is None or self.port is None:
             raise FedmllmError("start the SuperLink before any SuperNode")
         if name in self.supernodes or not _BARE_KEY.match(name):
             raise FedmllmError(f"SuperNode name {name!r} is taken or not made of letters, digits, '_' and '-'")
+        launch = NodeLaunch(
+            superlink_port=self.port,
+            ca_cert=self.certs["ca_cert"],
+            port=self._take_port(port),
+            private_key=private_key,
+            node_config=node_config,
+            run_config=run_config,
+            max_retries=max_retries,
+            max_wait_time=max_wait_time,
+        )
+        argv = launch.argv()  # before any side effect: a bad config raises here
         home = self.folder / "nodes" / name / "flwr-home"
         home.mkdir(parents=True, exist_ok=True)
-        argv = [
-            "flower-supernode",
-            "--superlink", f"{LOOPBACK}:{self.port}",
-            "--root-certificates", str(self.certs["ca_cert"]),
-            "--port", str(self._take_port(port)),
-            "--max-retries", str(max_retries),
-            "--max-wait-time", str(max_wait_time),
-        ]  # fmt: skip
-        if private_key is not None:
-            argv += ["--auth-supernode-private-key", str(Path(private_key).resolve())]
-        if node_config:
-            argv += ["--node-config", render_config(node_config)]
         proc = self._spawn(f"supernode-{name}", argv, self.env(home))
         self.supernodes[name] = proc
         return proc
