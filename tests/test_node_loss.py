@@ -29,7 +29,7 @@ class LosingTransport:
             if job.partition == self.dead and rnd["round"] >= self.from_round:
                 result.failures.append(f"node {nodes[job.partition]} (partition {job.partition}): Node Unavailable")
             else:
-                result.updates.append(ClientUpdate(job.partition, job.params, 10, 0.5))
+                result.updates.append(ClientUpdate(job.partition, job.params, 10, 0.5, steps=2))
         return result
 
 
@@ -76,7 +76,7 @@ class PoisoningTransport(LosingTransport):
                 params = {n: torch.full_like(t, float("nan")) for n, t in job.params.items()}
             if job.partition == 2 and rnd["round"] == 3:
                 params = {n: t + 1.0 for n, t in job.params.items()}
-            result.updates.append(ClientUpdate(job.partition, params, 10, 0.5))
+            result.updates.append(ClientUpdate(job.partition, params, 10, 0.5, steps=2))
         return result
 
 
@@ -84,11 +84,18 @@ def test_nan_and_outlier_updates_are_rejected_and_the_round_goes_on(tmp_path):
     cfg = RunConfig(**{**SMALL, "clients_per_round": 4, "rounds": 3}, out=str(tmp_path))
     summary = federate(cfg, tmp_path, PoisoningTransport())
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["failed"] == [] and rows[0]["clients"] == [0, 1, 2, 3]
-    assert rows[1]["failed"] == ["partition 1: update holds NaN/Inf values"] and rows[1]["clients"] == [0, 2, 3]
-    assert len(rows[2]["failed"]) == 1 and rows[2]["failed"][0].startswith("partition 2: update norm")
-    assert "x the others' median" in rows[2]["failed"][0] and rows[2]["clients"] == [0, 1, 3]
+    assert rows[0]["rejected"] == [] and rows[0]["clients"] == [0, 1, 2, 3]
+    assert rows[1]["rejected"] == [{"partition": 1, "reason": "nonfinite", "detail": "the update holds NaN/Inf values"}]
+    assert rows[1]["clients"] == [0, 2, 3]
+    ((outlier,),) = [rows[2]["rejected"]]
+    assert outlier["partition"] == 2 and outlier["reason"] == "norm" and rows[2]["clients"] == [0, 1, 3]
+    assert "x the median" in outlier["detail"] and all(r["failed"] == [] for r in rows)
     assert summary["lost_clients"] == []  # rejected for a round, not lost
+    assert summary["rejected_updates"] == {
+        "total": 2,
+        "by_reason": {"nonfinite": 1, "norm": 1},
+        "by_partition": {"1": 1, "2": 1},
+    }
     from safetensors.torch import load_file
 
     adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,9 @@ from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
 from fedmllm.evaluation.scoring import evaluate as evaluate_samples
 from fedmllm.fl import client, privacy, rules
+from fedmllm.fl.attacks import attackers
 from fedmllm.fl.schedule import cosine_lr
+from fedmllm.fl.screen import ClientUpdate, Rejection, Rules, screen, tensor_problem
 from fedmllm.fl.state import ServerState
 from fedmllm.model.load import (
     LOADS,
@@ -43,27 +44,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ClientUpdate:
-    partition: int
-    params: rules.Params
-    num_samples: int
-    loss: float
-    steps: int = 1
-    model_loads: int = 1  # base-model loads so far in the client's process
-    clients: int = 1  # how many clients this update stands for (SecAgg+ returns one sum)
-    seconds: float = 0.0  # the client's own time for the update (data, training, packing)
-    # |grad of the proximal/adaptive term| / |grad of the task loss|, mean over the local steps
-    # (over the contributors for a secure sum); None when no term is active
-    reg_grad_ratio: float | None = None
-
-
-@dataclass
 class RoundResult:
     updates: list[ClientUpdate]
     bytes_sent: int = 0
     bytes_received: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # clients that did not reply
     contributors: list[int] | None = None  # partitions in a secure aggregate; None: updates' own
+    rejected: list[Rejection] = field(default_factory=list)  # replies that came back unusable
+    notes: list[str] = field(default_factory=list)  # weights the server capped
 
 
 @dataclass
@@ -73,6 +61,7 @@ class TrainJob:
     partition: int
     params: rules.Params
     correction: rules.Params | None = None
+    known_samples: int | None = None  # the client's sample count, where the server wrote its shard
 
 
 class Transport(Protocol):
@@ -140,7 +129,7 @@ def write_config(cfg: RunConfig, path: Path) -> None:
 
 def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> list[Sample]:
     folder = registry.resolve_folder(name, data_dir, data_sizes(cfg), cfg.synthetic_seed)
-    return registry.load_split(name, folder, split_name)
+    return registry.load_split(name, folder, split_name, allow_external=cfg.allow_external_paths)
 
 
 def prepare_data(
@@ -204,13 +193,18 @@ def hyper(cfg: RunConfig) -> rules.ServerHyper:
     )
 
 
-def jobs_for(cfg: RunConfig, state: ServerState, chosen: list[int]) -> list[TrainJob]:
+def jobs_for(cfg: RunConfig, state: ServerState, chosen: list[int], sizes: list[int] | None) -> list[TrainJob]:
+    """Each chosen client's job; `sizes` are the shards' sample counts where the server wrote them."""
+    known = (lambda k: sizes[k]) if sizes is not None else (lambda k: None)
     if cfg.algorithm == "local":  # each client continues its own model
-        return [TrainJob(k, state.client_models.get(k, state.global_params)) for k in chosen]
+        return [TrainJob(k, state.client_models.get(k, state.global_params), None, known(k)) for k in chosen]
     if cfg.algorithm == "scaffold":  # each client also gets its correction c - c_k
         c = state.control
-        return [TrainJob(k, state.global_params, {n: c[n] - state.client_control(k)[n] for n in c}) for k in chosen]
-    return [TrainJob(k, state.global_params) for k in chosen]
+        return [
+            TrainJob(k, state.global_params, {n: c[n] - state.client_control(k)[n] for n in c}, known(k))
+            for k in chosen
+        ]
+    return [TrainJob(k, state.global_params, None, known(k)) for k in chosen]
 
 
 def server_update(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate], lr: float) -> None:
@@ -293,11 +287,15 @@ def federate(
     """Run every round (with `resume`, every round after the run folder's checkpoint), writing
     the metrics line and then the checkpoint after each; returns the summary."""
     started = time.perf_counter()
+    if resume:  # read and checked before the model loads: a bad folder costs nothing
+        ckpt = checkpoint.load(run_dir)
+        check_same_config(ckpt.config, cfg, run_dir)
+        check_extra(ckpt.extra, run_dir)
     sess = session(model_spec(cfg))
     sess.prompts.budget_mb = cfg.prompt_cache_mb
     if resume:
-        ckpt = checkpoint.load(run_dir)
-        check_same_config(ckpt.config, cfg, run_dir)
+        checkpoint.check(ckpt, run_dir, cfg.to_dict(), sess.initial)
+        checkpoint.restore_rng(ckpt)  # after the model: loading LoRA draws from the RNG
         shards, tests = prepare_data(cfg, run_dir, write=False)
         state, zero_shot, latest = ckpt.state, ckpt.zero_shot, ckpt.extra["latest"]
         history = truncate_history(run_dir / "metrics.jsonl", state.round)
@@ -327,31 +325,38 @@ def federate(
                 "(start as many SuperNodes as clients, with partition-id 0..num_clients-1)"
             )
     alive = set(ckpt.alive) if resume else set(nodes)  # a lost client is not sampled again
+    recent_norms = list(ckpt.extra.get("norms", [])) if resume else []  # the norm screen's memory
+    sizes = [len(shard) for shard in shards] if cfg.client_data == "split" else None
     for rnd in range(state.round + 1, cfg.rounds + 1):
         t0 = time.perf_counter()
         state.begin_round(rnd)
         lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
-        if cfg.algorithm == "centralized":
+        if cfg.algorithm == "centralized":  # the server's own update: nothing to screen
             result = centralized_round(cfg, sess, state, pooled, rnd, lr)
         else:
             # Local: every client trains alone every round; the others sample clients
             count = len(alive) if cfg.algorithm == "local" else min(cfg.sampled_per_round, len(alive))
             chosen = state.sample(sorted(alive), count)
-            result = transport.train(jobs_for(cfg, state, chosen), nodes, run_msg, {"round": rnd, "lr": lr})
+            jobs = jobs_for(cfg, state, chosen, sizes)
+            result = transport.train(jobs, nodes, run_msg, {"round": rnd, "lr": lr})
             lost = sorted(set(chosen) - set(replied(result)))
             if lost:
                 log.warning("round %d: lost client(s) %s, going on without: %s", rnd, lost, "; ".join(result.failures))
                 alive -= set(lost)
-        result.updates, rejected = screen(cfg, state, result.updates)
-        if rejected:
-            log.warning("round %d: rejected %s", rnd, "; ".join(rejected))
-            result.failures += rejected
-        if not result.updates or len(replied(result)) < cfg.min_clients:
-            raise FedmllmError(
-                f"round {rnd}: {len(replied(result))} client(s) replied, fewer than min_clients={cfg.min_clients} "
-                f"({'; '.join(result.failures) or 'no failures reported'})"
-            )
-        server_update(cfg, state, result.updates, lr)
+            if len(replied(result)) < cfg.min_clients:
+                raise FedmllmError(
+                    f"round {rnd}: {len(replied(result))} client(s) replied, fewer than min_clients="
+                    f"{cfg.min_clients} ({'; '.join(result.failures) or 'no failures reported'})"
+                )
+            screen_round(cfg, state, result, recent_norms)
+        for note in [*map(str, result.rejected), *result.notes]:
+            log.warning("round %d: %s", rnd, note)
+        # a secure sum stands for its contributors (counted above); Local and Centralized have no min_clients
+        whole = result.contributors is not None or cfg.algorithm in ("local", "centralized")
+        if result.updates and (whole or len(result.updates) >= cfg.min_clients):
+            apply_round(cfg, state, result.updates, lr, rnd)
+        else:  # the replies were there but unusable: the model stays, the run goes on
+            log.warning("round %d: no usable update (min_clients=%d), the model is unchanged", rnd, cfg.min_clients)
         state.round = rnd
         row = round_row(rnd, lr, result)
         last = rnd == cfg.rounds
@@ -368,39 +373,36 @@ def federate(
         with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         # after the metrics line: a kill between the two reruns this round, whose line is then dropped
-        checkpoint.save(
-            run_dir, checkpoint.Checkpoint(state, zero_shot, sorted(alive), cfg.to_dict(), {"latest": latest})
-        )
+        extra = {"latest": latest, "norms": recent_norms}
+        checkpoint.save(run_dir, checkpoint.Checkpoint(state, zero_shot, sorted(alive), cfg.to_dict(), extra))
         report and report(row)
     lost = sorted(set(nodes) - alive)
     return finish(cfg, run_dir, sess, state, zero_shot, latest, history, started, lost)
 
 
-def screen(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate]) -> tuple[list[ClientUpdate], list[str]]:
-    """Drop updates with NaN/Inf values, and (except for Local, whose clients start from their
-    own models) updates whose distance from the global model is `reject_norm_factor` times the
-    median of the others'. Returns the kept updates and a reason per rejected one."""
-    reasons = []
-    finite = []
-    for u in updates:
-        if all(bool(torch.isfinite(t).all()) for t in u.params.values()):
-            finite.append(u)
-        else:
-            reasons.append(f"partition {u.partition}: update holds NaN/Inf values")
-    if cfg.reject_norm_factor <= 0 or cfg.algorithm == "local" or len(finite) < 2:
-        return finite, reasons
-    norms = [privacy.update_norm(u.params, state.global_params) for u in finite]
-    kept = []
-    for i, u in enumerate(finite):
-        others = statistics.median(norms[:i] + norms[i + 1 :])
-        if others > 0 and norms[i] > cfg.reject_norm_factor * others:
-            reasons.append(
-                f"partition {u.partition}: update norm {norms[i]:.3g} > {cfg.reject_norm_factor:g} x the others' "
-                f"median {others:.3g}"
-            )
-        else:
-            kept.append(u)
-    return kept, reasons
+def screen_round(cfg: RunConfig, state: ServerState, result: RoundResult, recent_norms: list[float]) -> None:
+    """Drop the round's unusable updates (fl/screen.py) into `result.rejected`. A secure sum has
+    no single updates to judge: only its tensors are checked, and a bad sum drops the round's."""
+    if result.contributors is not None:
+        for u in result.updates:
+            problem = tensor_problem(u.params, state.global_params)
+            if problem is None and not all(bool(torch.isfinite(t).all()) for t in u.params.values()):
+                problem = "the secure sum holds NaN/Inf values"
+            if problem:
+                detail = f"secure aggregate of {result.contributors}: {problem}"
+                result.rejected.append(Rejection(-1, "tensors", detail))
+                result.updates = []
+        return
+    rules_in_force = Rules(
+        batch_size=cfg.batch_size,
+        local_steps=cfg.local_steps,
+        reject_norm_factor=cfg.reject_norm_factor,
+        max_weight_share=cfg.max_weight_share,
+        check_norms=cfg.algorithm != "local",  # Local's clients start from their own models
+    )
+    result.updates, rejected, notes = screen(result.updates, state.global_params, rules_in_force, recent_norms)
+    result.rejected += rejected
+    result.notes += notes
 
 
 def check_same_config(recorded: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
@@ -409,6 +411,16 @@ def check_same_config(recorded: dict[str, Any], cfg: RunConfig, run_dir: Path) -
     if changed:
         diffs = ", ".join(f"{k}: {recorded.get(k)!r} in the folder, {wanted.get(k)!r} now" for k in changed[:5])
         raise FedmllmError(f"{run_dir}: the run folder belongs to a different config ({diffs})")
+
+
+def check_extra(extra: dict[str, Any], run_dir: Path) -> None:
+    """The run's own entries of a checkpoint's `extra` metadata."""
+    where = f"{run_dir / checkpoint.NAME}: metadata key 'extra'"
+    latest, norms = extra.get("latest"), extra.get("norms", [])
+    if not isinstance(latest, dict) or not all(isinstance(v, (int, float)) for v in latest.values()):
+        raise FedmllmError(f"{where}: 'latest' must map metric names to numbers")
+    if not isinstance(norms, list) or not all(isinstance(v, float) and v >= 0 for v in norms):
+        raise FedmllmError(f"{where}: 'norms' must be a list of update norms (non-negative numbers)")
 
 
 def truncate_history(path: Path, last_round: int) -> list[dict[str, Any]]:
@@ -421,23 +433,44 @@ def truncate_history(path: Path, last_round: int) -> list[dict[str, Any]]:
     return kept
 
 
+def apply_round(cfg: RunConfig, state: ServerState, updates: list[ClientUpdate], lr: float, rnd: int) -> None:
+    """The server rule on the screened updates. Every update has passed the screen, so a failure
+    here is the server's own: the run stops, resumable from the last round's checkpoint."""
+    try:
+        server_update(cfg, state, updates, lr)
+    except Exception as e:
+        raise FedmllmError(
+            f"round {rnd}: the server's {cfg.algorithm} update failed ({type(e).__name__}: {e}); the run folder "
+            f"holds round {rnd - 1}'s checkpoint: fix the cause and resume it (fedmllm run --resume)"
+        ) from e
+
+
 def replied(result: RoundResult) -> list[int]:
-    return result.contributors if result.contributors is not None else [u.partition for u in result.updates]
+    """The partitions that answered: usable, rejected, or inside a secure sum."""
+    if result.contributors is not None:
+        return result.contributors
+    return sorted({u.partition for u in result.updates} | {r.partition for r in result.rejected})
 
 
 def round_row(rnd: int, lr: float, result: RoundResult) -> dict[str, Any]:
     updates = result.updates
+    weight = sum(u.num_samples for u in updates)
     row = {
         "round": rnd,
-        "clients": replied(result),
+        "clients": sorted(u.partition for u in updates) if result.contributors is None else result.contributors,
         "failed": result.failures,
+        "rejected": [r.to_dict() for r in result.rejected],
         "lr": lr,
-        "train_loss": sum(u.loss * u.num_samples for u in updates) / sum(u.num_samples for u in updates),
-        "client_model_loads": max(u.model_loads for u in updates),
+        "train_loss": sum(u.loss * u.num_samples for u in updates) / weight if weight else None,
+        "client_model_loads": max((u.model_loads for u in updates), default=0),
         "client_seconds": sum(u.seconds for u in updates),  # compute; the rest of "seconds" is the framework
         "bytes_sent": result.bytes_sent,
         "bytes_received": result.bytes_received,
     }
+    if result.notes:
+        row["capped"] = result.notes
+    if not updates:
+        row["skipped"] = True  # no usable update: the model is unchanged
     ratios = [u.reg_grad_ratio for u in updates if u.reg_grad_ratio is not None]
     if ratios:  # a proximal/adaptive term was active: the clients' mean
         row["reg_grad_ratio"] = sum(ratios) / len(ratios)
@@ -482,15 +515,33 @@ def finish(
         "server_model_loads": LOADS["count"],
         "client_model_loads": max(r["client_model_loads"] for r in history),
         "lost_clients": lost or [],
+        "rejected_updates": rejection_counts(history),
+        "skipped_rounds": [r["round"] for r in history if r.get("skipped")],
     }
+    if cfg.attack != "none":  # simulated Byzantine clients: who attacked, to read the rejections against
+        summary["attack"] = {"kind": cfg.attack, "attackers": attackers(cfg.seed, cfg.num_clients, cfg.attackers)}
     if cfg.dp != "none":
         summary["privacy"] = {
             "dp": cfg.dp,
             "noise_multiplier": cfg.dp_noise_multiplier,
             "clipping_norm": cfg.dp_clipping_norm,
             "noise_std_per_round": [
-                privacy.noise_std(cfg.dp_noise_multiplier, cfg.dp_clipping_norm, len(r["clients"])) for r in history
+                privacy.noise_std(cfg.dp_noise_multiplier, cfg.dp_clipping_norm, len(r["clients"]))
+                if r["clients"]
+                else 0.0
+                for r in history
             ],
         }
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def rejection_counts(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rejected updates of a run: how many, by reason and by partition."""
+    rejected = [r for row in history for r in row.get("rejected", [])]
+    by_reason: dict[str, int] = {}
+    by_partition: dict[str, int] = {}
+    for r in rejected:
+        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
+        by_partition[str(r["partition"])] = by_partition.get(str(r["partition"]), 0) + 1
+    return {"total": len(rejected), "by_reason": by_reason, "by_partition": by_partition}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,19 @@ import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedmllm.config import RunConfig
 from fedmllm.data import registry
 from fedmllm.data.sample import Sample
 from fedmllm.engine import secagg
-from fedmllm.engine.records import from_arrays, run_config, to_update
+from fedmllm.engine.records import from_arrays, run_config, to_arrays, to_update
 from fedmllm.errors import FedmllmError
-from fedmllm.fl import client, privacy
+from fedmllm.fl import attacks, client, privacy
 from fedmllm.fl.regularize import Proximal, prox_weights
 from fedmllm.model.load import LOADS, load_trainable, session, trainable_state
 from fedmllm.run import model_spec
 from fedmllm.scenarios import split
 
 log = logging.getLogger(__name__)
-app = ClientApp()
 _SHARDS: dict[Path, list[Sample]] = {}  # per process: a shard is read once
 
 
@@ -65,11 +66,12 @@ def client_samples(run: dict[str, Any], context: Context) -> list[Sample]:
     drops = {"image+text": {}, "image": {"text": True}, "text": {"image": True}}
     if kind not in drops:
         raise FedmllmError(f"partition {partition}: node config 'modality' = {kind!r}, not one of {list(drops)}")
-    samples = read_once(folder, lambda f: registry.load_split(str(run["dataset"]), f, "train"))
+    # the node's own files: only its own config may let their image paths leave its folder
+    outside = str(node.get("allow-external-paths", "false")).lower() == "true"
+    samples = read_once(folder, lambda f: registry.load_split(str(run["dataset"]), f, "train", allow_external=outside))
     return [s.drop(**drops[kind]) for s in samples] if drops[kind] else samples
 
 
-@app.query()
 def query(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds and how many samples it has."""
     run = dict(msg.content["run"])
@@ -78,20 +80,81 @@ def query(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"info": info}), reply_to=msg)
 
 
-@app.train(mods=[secagg.gate])
-def train(msg: Message, context: Context) -> Message:
+def train(msg: Message, context: Context, trust: NodeTrust | None = None) -> Message:
     """A plain round (the global adapter in "arrays", the config in "run"/"round") or the
-    training stage of a SecAgg+ round (the legacy FitIns layout; the reply is masked by the mod)."""
+    training stage of a SecAgg+ round (the legacy FitIns layout; the reply is masked by the mod).
+    `trust`: what this node runs (None: its node config says, see NodeTrust)."""
+    trust = trust or NodeTrust.from_node_config(context.node_config)
     if secagg.is_secure(msg):
         run, rnd, global_params = secagg.unpack(msg)
-        trained, metrics = fit(run, rnd, context, global_params, None)
+        trained, metrics = fit(run, rnd, context, global_params, None, trust)
         return secagg.reply(msg, trained, global_params, int(metrics.pop("num-examples")), metrics)
     global_params = from_arrays(msg.content["arrays"])
     correction = from_arrays(msg.content["correction"]) if "correction" in msg.content else None
-    run = dict(msg.content["run"])
-    trained, metrics = fit(run, dict(msg.content["round"]), context, global_params, correction)
+    run, rnd = dict(msg.content["run"]), dict(msg.content["round"])
+    trained, metrics = fit(run, rnd, context, global_params, correction, trust)
+    cfg, partition = run_config(run, "train message"), partition_of(context)
+    if cfg.attack != "none" and partition in attacks.attackers(cfg.seed, cfg.num_clients, cfg.attackers):
+        # a simulated Byzantine client: honest training, then a hostile reply through the real path
+        trained, metrics = attacks.apply(
+            cfg.attack, trained, global_params, metrics, partition=partition, num_clients=cfg.num_clients,
+            round=int(rnd["round"]), scale=cfg.attack_scale, seed=cfg.seed,
+        )  # fmt: skip
+        if cfg.attack == "malformed":  # sent as is: the server's decoder must catch it
+            return Message(RecordDict({"arrays": to_arrays(trained), "metrics": MetricRecord(metrics)}), reply_to=msg)
     update = to_update(trained, global_params, str(run["update_dtype"]))
     return Message(RecordDict({"arrays": update, "metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+@dataclass(frozen=True)
+class NodeTrust:
+    """What this node agrees to load and run, whatever a server's message asks: the node's
+    operator decides (node config `trust-remote-code`, default false, and `models`, a
+    comma-separated allow-list of model ids / folders; absent = any model). docs/deployment.md"""
+
+    trust_remote_code: bool = False
+    models: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_node_config(cls, node: Mapping[str, Any]) -> NodeTrust:
+        remote = node.get("trust-remote-code", False)
+        if isinstance(remote, str) and remote.lower() in ("true", "false"):
+            remote = remote.lower() == "true"
+        if not isinstance(remote, bool):
+            raise FedmllmError(f"node config 'trust-remote-code': {remote!r} is not true or false")
+        models = node.get("models")
+        allowed = tuple(m.strip() for m in str(models).split(",") if m.strip()) if models is not None else None
+        return cls(remote, allowed)
+
+    def check(self, cfg: RunConfig, partition: int) -> None:
+        """Refuse, with the reason, a run this node does not allow (before anything loads)."""
+        if cfg.trust_remote_code and not self.trust_remote_code:
+            raise FedmllmError(
+                f"partition {partition}: this node does not run a checkpoint's own code, but the run asks for "
+                f"trust_remote_code = true (model {cfg.model!r}); its operator can allow it with node config "
+                "trust-remote-code=true"
+            )
+        if self.models is not None and cfg.model not in self.models:
+            raise FedmllmError(
+                f"partition {partition}: this node loads only the models {list(self.models)} (node config "
+                f"'models'), not {cfg.model!r}"
+            )
+
+
+def make_app(trust: NodeTrust | None = None) -> ClientApp:
+    """The ClientApp. A simulation passes the trust of the user who starts it (every node is
+    theirs); a deployed node (`app`) reads its own node config."""
+    client_app = ClientApp()
+    client_app.query()(query)
+
+    @client_app.train(mods=[secagg.gate])
+    def train_message(msg: Message, context: Context) -> Message:
+        return train(msg, context, trust)
+
+    return client_app
+
+
+app = make_app()
 
 
 def fit(
@@ -100,6 +163,7 @@ def fit(
     context: Context,
     global_params: dict[str, torch.Tensor],
     correction: dict[str, torch.Tensor] | None,
+    trust: NodeTrust,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train from the global tensors on this client's data; returns the trained tensors (clipped
     when dp = "client") and the metrics the server reads."""
@@ -107,6 +171,7 @@ def fit(
     cfg = run_config(run, "train message")
     torch.set_num_threads(max(1, int(cfg.client_cpus)))
     partition = partition_of(context)
+    trust.check(cfg, partition)
     samples = client_samples(run, context)
     sess = session(model_spec(cfg))
     sess.prompts.budget_mb = cfg.prompt_cache_mb

@@ -127,7 +127,11 @@ class SecureRounds:
             timeout=timeout or None,
         )
         workflow(self.grid, self.context)
-        clients = [dict(res.metrics) | {"num-examples": res.num_examples} for _, res in strategy.results]
+        # "node-id" is the server's knowledge of who replied (a reply's own partition-id is a claim)
+        clients = [
+            dict(res.metrics) | {"num-examples": res.num_examples, "node-id": proxy.node_id}
+            for proxy, res in strategy.results
+        ]
         if strategy.average is None:
             return None, clients, len(strategy.failures)
         mean = {

@@ -10,15 +10,16 @@ import logging
 import time
 from typing import Any
 
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedmllm.engine.records import from_update, run_config, to_arrays, to_config
 from fedmllm.engine.secagg import SecureRounds
 from fedmllm.engine.wakeup import TICK_SECONDS, Wakeup
 from fedmllm.errors import FedmllmError
+from fedmllm.fl.screen import ClientUpdate, Rejection
 from fedmllm.progress import progress_printer
-from fedmllm.run import ClientUpdate, RoundResult, TrainJob, create_run_dir, federate
+from fedmllm.run import RoundResult, TrainJob, create_run_dir, federate
 
 log = logging.getLogger(__name__)
 # how often the server asks for replies: a reply waits for the next poll, and every round waits
@@ -52,13 +53,24 @@ class FlowerTransport:
             Message(RecordDict({"run": to_config(run)}), dst_node_id=node, message_type=MessageType.QUERY)
             for node in nodes
         ]
-        found = {}
+        found: dict[int, int] = {}
         for reply in self.grid.send_and_receive(messages):
+            node = reply.metadata.src_node_id
             if reply.has_error():
-                raise FedmllmError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-            partition = int(reply.content["info"]["partition-id"])
-            found[partition] = reply.metadata.src_node_id
-            self.sizes[partition] = int(reply.content["info"]["num-examples"])
+                raise FedmllmError(f"node {node}: {reply.error.reason}")
+            info = reply.content.metric_records.get("info")
+            try:  # a node that cannot say who it is cannot be sampled: the federation is misconfigured
+                if info is None:
+                    raise FedmllmError("the reply lacks its info record")
+                partition, size = metric(info, "partition-id", int), metric(info, "num-examples", int)
+                if not 0 <= partition < run["num_clients"] or size < 1:
+                    raise FedmllmError(f"partition-id {partition} of 0..{run['num_clients'] - 1}, {size} examples")
+            except FedmllmError as e:
+                raise FedmllmError(f"node {node}: unusable reply to the partition query ({e})") from None
+            if partition in found:
+                raise FedmllmError(f"nodes {found[partition]} and {node} both say they hold partition {partition}")
+            found[partition] = node
+            self.sizes[partition] = size
         return found
 
     def pull(self, sent: dict[str, Message], timeout: float) -> dict[str, Message]:
@@ -104,7 +116,7 @@ class FlowerTransport:
             for m in messages
         )
         partition_of = {nodes[job.partition]: job.partition for job in jobs}
-        start = {job.partition: job.params for job in jobs}  # what each client trained from
+        jobs_by_partition = {job.partition: job for job in jobs}  # what each client trained from
         sent: dict[str, Message] = {}
         for message_id, message in zip(self.grid.push_messages(messages), messages, strict=True):
             if message_id:
@@ -123,21 +135,16 @@ class FlowerTransport:
             if reply.has_error():  # a lost node's error comes from the SuperLink, so name the addressee
                 result.failures.append(f"{where}: {reply.error.reason}")
                 continue
-            metrics = reply.content["metrics"]
-            partition = int(metrics["partition-id"])
-            result.bytes_received += reply.content["arrays"].count_bytes()
-            result.updates.append(
-                ClientUpdate(
-                    partition=partition,
-                    params=from_update(reply.content["arrays"], start[partition], run["update_dtype"]),
-                    num_samples=int(metrics["num-examples"]),
-                    loss=float(metrics["train-loss"]),
-                    steps=int(metrics["steps"]),
-                    model_loads=int(metrics["model-loads"]),
-                    seconds=float(metrics["seconds"]),
-                    reg_grad_ratio=float(metrics["reg-grad-ratio"]) if "reg-grad-ratio" in metrics else None,
-                )
-            )
+            partition = partition_of[node]  # the addressee, whatever the reply says
+            job = jobs_by_partition[partition]
+            try:  # anything wrong in one reply costs that reply only
+                update, size = decode(reply, job, run["update_dtype"])
+            except Exception as e:
+                reason = str(e) if isinstance(e, FedmllmError) else f"{type(e).__name__}: {e}"
+                result.rejected.append(Rejection(partition, "decode", reason))
+                continue
+            result.bytes_received += size
+            result.updates.append(update)
         result.updates.sort(key=lambda u: u.partition)  # replies arrive in any order
         for failure in result.failures:
             log.warning("round %s: %s", rnd["round"], failure)
@@ -152,11 +159,13 @@ class FlowerTransport:
             raise FedmllmError("secagg needs the ServerApp's context (FlowerTransport(grid, context))")
         params = jobs[0].params  # SecAgg+ algorithms send every client the same global tensors
         node_ids = [nodes[job.partition] for job in jobs]
-        max_weight = max(self.sizes[job.partition] for job in jobs)
+        # the quantisation bound: the largest count the server knows, else the nodes' own answers
+        max_weight = max(job.known_samples or self.sizes[job.partition] for job in jobs)
         mean, clients, failed = self.secure.run(
             node_ids, params, {"run": run, "round": rnd}, max_weight, run["round_timeout"]
         )
-        contributors = sorted(int(c["partition-id"]) for c in clients)
+        partition_of = {nodes[job.partition]: job for job in jobs}
+        contributors = sorted(partition_of[c["node-id"]].partition for c in clients)
         lost = sorted({job.partition for job in jobs} - set(contributors))
         result = RoundResult(updates=[], contributors=contributors)
         result.failures = [f"partition {p}: dropped out of the SecAgg+ protocol" for p in lost]
@@ -165,6 +174,10 @@ class FlowerTransport:
         result.bytes_received = 8 * per_message * len(contributors)  # masked int64 vectors
         if mean is None:
             result.failures.append(f"secure aggregation halted ({failed} failure(s) reported)")
+            return result
+        problem = secure_problem(clients, partition_of, max_weight)
+        if problem:  # the sum is already weighted by every count: one bad count spoils the round's
+            result.rejected.append(Rejection(-1, "num_examples", f"secure aggregate of {contributors}: {problem}"))
             return result
         total = sum(int(c["num-examples"]) for c in clients)
         loss = sum(float(c["train-loss"]) * int(c["num-examples"]) for c in clients) / total
@@ -176,6 +189,51 @@ class FlowerTransport:
         # the secure mean becomes the new model in run.server_update, through the same rule (and eta)
         result.updates = [ClientUpdate(-1, mean, total, loss, steps, loads, len(contributors), seconds, ratio)]
         return result
+
+
+def secure_problem(clients: list[dict[str, Any]], job_of: dict[int, TrainJob], max_weight: int) -> str | None:
+    """What makes a secure round's plaintext metadata unusable, or None."""
+    for c in clients:
+        job, count = job_of[c["node-id"]], c["num-examples"]
+        if not isinstance(count, int) or not 1 <= count <= max(max_weight, job.known_samples or 0):
+            return f"partition {job.partition} sent num-examples {count!r}"
+        for key, kind in (("train-loss", float), ("steps", int), ("model-loads", int), ("seconds", float)):
+            if not isinstance(c.get(key), (kind, int)) or isinstance(c.get(key), bool):
+                return f"partition {job.partition} sent {key} {c.get(key)!r}"
+    return None
+
+
+def decode(reply: Message, job: TrainJob, update_dtype: str) -> tuple[ClientUpdate, int]:
+    """A train reply as the update of the partition the server sent `job` to, and its bytes.
+    Raises FedmllmError naming what is missing or malformed; values are judged by the screen."""
+    content = reply.content
+    arrays, metrics = content.array_records.get("arrays"), content.metric_records.get("metrics")
+    if arrays is None or metrics is None:
+        raise FedmllmError(f"the reply lacks its {'arrays' if arrays is None else 'metrics'} record")
+    return ClientUpdate(
+        partition=job.partition,
+        params=from_update(arrays, job.params, update_dtype),
+        num_samples=metric(metrics, "num-examples", int),
+        loss=metric(metrics, "train-loss", float),
+        steps=metric(metrics, "steps", int),
+        model_loads=metric(metrics, "model-loads", int),
+        seconds=metric(metrics, "seconds", float),
+        reg_grad_ratio=metric(metrics, "reg-grad-ratio", float) if "reg-grad-ratio" in metrics else None,
+        claimed_partition=metric(metrics, "partition-id", int) if "partition-id" in metrics else None,
+        known_samples=job.known_samples,
+    ), arrays.count_bytes()
+
+
+def metric(metrics: MetricRecord, key: str, kind: type) -> Any:
+    """One metric of a reply, of the type the protocol says (an int is accepted as a float)."""
+    if key not in metrics:
+        raise FedmllmError(f"metric {key!r} is missing")
+    value = metrics[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise FedmllmError(f"metric {key!r} is {type(value).__name__} {value!r}, not {kind.__name__}")
+    return value
 
 
 app = ServerApp()

@@ -13,7 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from fedmllm.config import RunConfig
-from fedmllm.engine.client_app import app as client_app
+from fedmllm.engine.client_app import NodeTrust, make_app
 from fedmllm.engine.server_app import FlowerTransport
 from fedmllm.engine.wakeup import Wakeup, installed
 from fedmllm.run import federate
@@ -80,7 +80,7 @@ def simulate(
     with installed(wakeup):
         run_simulation(
             server_app=server,
-            client_app=client_app,
+            client_app=make_app(NodeTrust(trust_remote_code=cfg.trust_remote_code)),  # the user owns every node
             num_supernodes=cfg.num_clients,
             backend_config=backend_config(cfg),
             verbose_logging=logging.getLogger("flwr").isEnabledFor(logging.DEBUG),
