@@ -94,20 +94,40 @@ def context(node_config: dict) -> Context:
     return Context(run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config={})
 
 
+def refusal(reply) -> str:
+    assert reply.has_error() and not reply.has_content()
+    return reply.error.reason
+
+
 def test_a_node_without_remote_code_refuses_a_server_that_asks_for_it():
-    """Through Flower's own ClientApp call, as a SuperNode makes it (its error becomes the reply's)."""
+    """Through Flower's own ClientApp call, as a SuperNode makes it: the reply is an error whose
+    reason is the refusal (what the server logs for that node), never a training step."""
     run = RunConfig(trust_remote_code=True).to_dict()
-    with pytest.raises(FedmllmError, match="does not run a checkpoint's own code.*trust-remote-code=true"):
-        make_app()(train_message(run), context({"partition-id": 0}))
-    allowed = make_app(NodeTrust(trust_remote_code=False))
-    with pytest.raises(FedmllmError, match="does not run a checkpoint's own code"):
-        allowed(train_message(run), context({"partition-id": 0, "trust-remote-code": True}))  # the owner said no
+    reason = refusal(make_app()(train_message(run), context({"partition-id": 0})))
+    assert "partition 0: this node does not run a checkpoint's own code" in reason
+    assert "trust-remote-code=true" in reason
+    allowed = make_app(NodeTrust(trust_remote_code=False))  # the owner said no, whatever the node config
+    reply = allowed(train_message(run), context({"partition-id": 0, "trust-remote-code": True}))
+    assert "does not run a checkpoint's own code" in refusal(reply)
+
+
+@pytest.mark.slow
+def test_refusing_nodes_are_named_in_the_server_log_and_error(tmp_path, monkeypatch, caplog):
+    import fedmllm.engine.simulation as simulation
+
+    build = simulation.make_app
+    monkeypatch.setattr(simulation, "make_app", lambda trust: build(NodeTrust(trust_remote_code=False)))
+    cfg = RunConfig(**{**SMALL, "attackers": 0, "num_clients": 2, "clients_per_round": 2, "rounds": 1},
+                    trust_remote_code=True, out=str(tmp_path))  # fmt: skip
+    with pytest.raises(FedmllmError, match=r"round 1: 0 client\(s\) replied.*does not run a checkpoint's own code"):
+        simulate(cfg, tmp_path)
+    assert "(partition 0): partition 0: this node does not run a checkpoint's own code" in caplog.text
 
 
 def test_a_node_loads_only_the_models_it_allows():
     run = RunConfig(model="tiny").to_dict()
-    with pytest.raises(FedmllmError, match=r"loads only the models \['/models/llava'\].*not 'tiny'"):
-        make_app()(train_message(run), context({"partition-id": 0, "models": "/models/llava"}))
+    reply = make_app()(train_message(run), context({"partition-id": 0, "models": "/models/llava"}))
+    assert "loads only the models ['/models/llava'] (node config 'models'), not 'tiny'" in refusal(reply)
     with pytest.raises(FedmllmError, match="node config 'trust-remote-code': 'yes'"):
         NodeTrust.from_node_config({"trust-remote-code": "yes"})
     trust = NodeTrust.from_node_config({"trust-remote-code": "true", "models": "tiny, x"})

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 
 from fedmllm.config import RunConfig
 from fedmllm.data import registry
@@ -149,7 +150,10 @@ def make_app(trust: NodeTrust | None = None) -> ClientApp:
 
     @client_app.train(mods=[secagg.gate])
     def train_message(msg: Message, context: Context) -> Message:
-        return train(msg, context, trust)
+        try:
+            return train(msg, context, trust)
+        except FedmllmError as e:  # a refusal or bad input: its reason, not a traceback, in the server's log
+            return Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, str(e)), reply_to=msg)
 
     return client_app
 
