@@ -174,7 +174,7 @@ def test_shipped_benchmark_matrices_parse():
     counts = {p.name: len(matrix.expand(matrix.read(p))) for p in sorted(folder.glob("*.toml"))}
     expected = {
         "algorithms.toml": 15, "scenario_sweep.toml": 12, "update_dtype.toml": 9, "group_by_length.toml": 6,
-        "strategies_mu.toml": 12, "prompt_variants.toml": 12, "robust_attacks.toml": 64,
+        "strategies_mu.toml": 12, "prompt_variants.toml": 12, "robust_attacks.toml": 28,
     }  # fmt: skip
     assert counts == expected
 

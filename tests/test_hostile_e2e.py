@@ -132,3 +132,14 @@ def test_a_node_loads_only_the_models_it_allows():
         NodeTrust.from_node_config({"trust-remote-code": "yes"})
     trust = NodeTrust.from_node_config({"trust-remote-code": "true", "models": "tiny, x"})
     assert trust == NodeTrust(True, ("tiny", "x"))
+
+
+def test_the_progress_line_names_rejected_clients_and_skipped_rounds(capsys):
+    from fedmllm.progress import print_round
+
+    row = {"round": 2, "clients": [], "train_loss": None, "bytes_sent": 0, "bytes_received": 0, "seconds": 1.0,
+           "rejected": [{"partition": 3, "reason": "identity", "detail": "..."}], "auc": 0.5}  # fmt: skip
+    print_round(row, 5)
+    assert capsys.readouterr().out == (
+        "round   2/5 | clients [] (rejected [3]) | loss skipped (no usable update) | auc 0.500 | 1.0 s | 0.00 MB\n"
+    )

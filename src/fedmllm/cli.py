@@ -164,6 +164,13 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         for v in views:
             extra.add_row(v, *(f"{final[f'{v}_{m}']:.3f}" if f"{v}_{m}" in final else "" for m in names))
         console.print(extra)
+    rejected = summary["rejected_updates"]
+    if rejected["total"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rejected["by_reason"].items()))
+        console.print(
+            f"rejected updates: {rejected['total']} ({reasons}; by partition {rejected['by_partition']}); "
+            f"skipped rounds: {summary['skipped_rounds'] or 'none'} (metrics.jsonl has each reason)"
+        )
     console.print(
         f"run folder: {run_dir}  ({summary['seconds']:.0f} s, "
         f"{summary['seconds_per_round']:.1f} s/round, {summary['bytes_per_round'] / 1e6:.2f} MB/round)"

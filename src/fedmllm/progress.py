@@ -11,9 +11,11 @@ def print_round(row: dict[str, Any], rounds: int) -> None:
         print(f"zero-shot       | {format_metrics(row)}", flush=True)
         return
     mb = (row["bytes_sent"] + row["bytes_received"]) / 1e6
+    loss = "skipped (no usable update)" if row["train_loss"] is None else f"{row['train_loss']:.4f}"
+    rejected = sorted({r["partition"] for r in row.get("rejected", [])})
     print(
-        f"round {row['round']:>3}/{rounds} | clients {row['clients']} | loss {row['train_loss']:.4f} | "
-        f"{format_metrics(row)} | {row['seconds']:.1f} s | {mb:.2f} MB",
+        f"round {row['round']:>3}/{rounds} | clients {row['clients']}{f' (rejected {rejected})' if rejected else ''} | "
+        f"loss {loss} | {format_metrics(row)} | {row['seconds']:.1f} s | {mb:.2f} MB",
         flush=True,
     )
 
