@@ -27,7 +27,7 @@ from fedmllm.evaluation.scoring import evaluate as evaluate_samples
 from fedmllm.fl import client, privacy, rules
 from fedmllm.fl.attacks import attackers
 from fedmllm.fl.schedule import cosine_lr
-from fedmllm.fl.screen import ClientUpdate, Rejection, Rules, screen, tensor_problem
+from fedmllm.fl.screen import ClientUpdate, Rejection, Rules, params_problem, screen
 from fedmllm.fl.state import ServerState
 from fedmllm.model.load import (
     LOADS,
@@ -385,12 +385,10 @@ def screen_round(cfg: RunConfig, state: ServerState, result: RoundResult, recent
     no single updates to judge: only its tensors are checked, and a bad sum drops the round's."""
     if result.contributors is not None:
         for u in result.updates:
-            problem = tensor_problem(u.params, state.global_params)
-            if problem is None and not all(bool(torch.isfinite(t).all()) for t in u.params.values()):
-                problem = "the secure sum holds NaN/Inf values"
+            problem = params_problem(u.params, state.global_params)
             if problem:
-                detail = f"secure aggregate of {result.contributors}: {problem}"
-                result.rejected.append(Rejection(-1, "tensors", detail))
+                reason, detail = problem
+                result.rejected.append(Rejection(-1, reason, f"secure aggregate of {result.contributors}: {detail}"))
                 result.updates = []
         return
     rules_in_force = Rules(

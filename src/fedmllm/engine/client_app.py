@@ -94,8 +94,9 @@ def train(msg: Message, context: Context, trust: NodeTrust | None = None) -> Mes
     correction = from_arrays(msg.content["correction"]) if "correction" in msg.content else None
     run, rnd = dict(msg.content["run"]), dict(msg.content["round"])
     trained, metrics = fit(run, rnd, context, global_params, correction, trust)
-    cfg, partition = run_config(run, "train message"), partition_of(context)
-    if cfg.attack != "none" and partition in attacks.attackers(cfg.seed, cfg.num_clients, cfg.attackers):
+    cfg = run_config(run, "train message") if run["attack"] != "none" else None  # fit validated it already
+    partition = partition_of(context)
+    if cfg is not None and partition in attacks.attackers(cfg.seed, cfg.num_clients, cfg.attackers):
         # a simulated Byzantine client: honest training, then a hostile reply through the real path
         trained, metrics = attacks.apply(
             cfg.attack, trained, global_params, metrics, partition=partition, num_clients=cfg.num_clients,

@@ -194,12 +194,15 @@ class FlowerTransport:
 def secure_problem(clients: list[dict[str, Any]], job_of: dict[int, TrainJob], max_weight: int) -> str | None:
     """What makes a secure round's plaintext metadata unusable, or None."""
     for c in clients:
-        job, count = job_of[c["node-id"]], c["num-examples"]
-        if not isinstance(count, int) or not 1 <= count <= max(max_weight, job.known_samples or 0):
+        job = job_of[c["node-id"]]
+        try:  # the same types as a plain reply's metrics (decode)
+            count = metric(c, "num-examples", int)
+            for key, kind in (("train-loss", float), ("steps", int), ("model-loads", int), ("seconds", float)):
+                metric(c, key, kind)
+        except FedmllmError as e:
+            return f"partition {job.partition}: {e}"
+        if not 1 <= count <= max(max_weight, job.known_samples or 0):
             return f"partition {job.partition} sent num-examples {count!r}"
-        for key, kind in (("train-loss", float), ("steps", int), ("model-loads", int), ("seconds", float)):
-            if not isinstance(c.get(key), (kind, int)) or isinstance(c.get(key), bool):
-                return f"partition {job.partition} sent {key} {c.get(key)!r}"
     return None
 
 
@@ -224,7 +227,7 @@ def decode(reply: Message, job: TrainJob, update_dtype: str) -> tuple[ClientUpda
     ), arrays.count_bytes()
 
 
-def metric(metrics: MetricRecord, key: str, kind: type) -> Any:
+def metric(metrics: MetricRecord | dict[str, Any], key: str, kind: type) -> Any:
     """One metric of a reply, of the type the protocol says (an int is accepted as a float)."""
     if key not in metrics:
         raise FedmllmError(f"metric {key!r} is missing")

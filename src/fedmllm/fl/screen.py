@@ -18,6 +18,7 @@ import torch
 from fedmllm.fl import privacy
 from fedmllm.fl.client import local_steps
 from fedmllm.fl.rules import Params
+from fedmllm.fl.state import mismatch, shapes
 
 RECENT_NORMS = 8  # accepted update norms kept as the reference of a round with a single update
 
@@ -81,23 +82,21 @@ def check_one(u: ClientUpdate, reference: Params, rules: Rules) -> Rejection | N
         return reject("steps", f"{u.steps} local steps, the config gives {expected} for {u.num_samples} examples")
     if not math.isfinite(u.loss):
         return reject("metrics", f"train-loss {u.loss}")
-    problem = tensor_problem(u.params, reference)
+    problem = params_problem(u.params, reference)
+    return reject(*problem) if problem else None
+
+
+def params_problem(params: Params, reference: Params) -> tuple[str, str] | None:
+    """(reason, detail) if `params` cannot stand in for `reference`: other names, shapes or
+    dtypes ("tensors"), or NaN/Inf values ("nonfinite"); None if they can."""
+    problem = mismatch(shapes(params), shapes(reference))
     if problem:
-        return reject("tensors", problem)
-    if not all(bool(torch.isfinite(t).all()) for t in u.params.values()):
-        return reject("nonfinite", "the update holds NaN/Inf values")
-    return None
-
-
-def tensor_problem(params: Params, reference: Params) -> str | None:
-    """What makes `params` unusable in place of `reference` (names, shapes, dtypes), or None."""
-    missing, extra = sorted(reference.keys() - params.keys()), sorted(params.keys() - reference.keys())
-    if missing or extra:
-        return f"tensor names differ from the model's (missing {missing[:3]}, unexpected {extra[:3]})"
+        return "tensors", f"the update {problem}"
     for name, ref in reference.items():
-        t = params[name]
-        if t.shape != ref.shape or t.dtype != ref.dtype:
-            return f"tensor {name!r} is {t.dtype} {tuple(t.shape)}, the model's is {ref.dtype} {tuple(ref.shape)}"
+        if params[name].dtype != ref.dtype:
+            return "tensors", f"tensor {name!r} is {params[name].dtype}, the model's is {ref.dtype}"
+    if not all(bool(torch.isfinite(t).all()) for t in params.values()):
+        return "nonfinite", "the update holds NaN/Inf values"
     return None
 
 
