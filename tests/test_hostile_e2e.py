@@ -143,3 +143,12 @@ def test_the_progress_line_names_rejected_clients_and_skipped_rounds(capsys):
     assert capsys.readouterr().out == (
         "round   2/5 | clients [] (rejected [3]) | loss skipped (no usable update) | auc 0.500 | 1.0 s | 0.00 MB\n"
     )
+
+
+def test_a_node_flag_is_true_false_or_an_error():
+    from fedmllm.engine.client_app import node_flag
+
+    assert node_flag({}, "allow-external-paths") is False
+    assert node_flag({"allow-external-paths": "True"}, "allow-external-paths") is True
+    with pytest.raises(FedmllmError, match="node config 'allow-external-paths': 'yes' is not true or false"):
+        node_flag({"allow-external-paths": "yes"}, "allow-external-paths")

@@ -68,7 +68,7 @@ def client_samples(run: dict[str, Any], context: Context) -> list[Sample]:
     if kind not in drops:
         raise FedmllmError(f"partition {partition}: node config 'modality' = {kind!r}, not one of {list(drops)}")
     # the node's own files: only its own config may let their image paths leave its folder
-    outside = str(node.get("allow-external-paths", "false")).lower() == "true"
+    outside = node_flag(node, "allow-external-paths")
     samples = read_once(folder, lambda f: registry.load_split(str(run["dataset"]), f, "train", allow_external=outside))
     return [s.drop(**drops[kind]) for s in samples] if drops[kind] else samples
 
@@ -108,6 +108,16 @@ def train(msg: Message, context: Context, trust: NodeTrust | None = None) -> Mes
     return Message(RecordDict({"arrays": update, "metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
+def node_flag(node: Mapping[str, Any], key: str) -> bool:
+    """A true/false node-config key (absent: false); anything else is an error, never a guess."""
+    value = node.get(key, False)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise FedmllmError(f"node config '{key}': {value!r} is not true or false")
+    return value
+
+
 @dataclass(frozen=True)
 class NodeTrust:
     """What this node agrees to load and run, whatever a server's message asks: the node's
@@ -119,14 +129,9 @@ class NodeTrust:
 
     @classmethod
     def from_node_config(cls, node: Mapping[str, Any]) -> NodeTrust:
-        remote = node.get("trust-remote-code", False)
-        if isinstance(remote, str) and remote.lower() in ("true", "false"):
-            remote = remote.lower() == "true"
-        if not isinstance(remote, bool):
-            raise FedmllmError(f"node config 'trust-remote-code': {remote!r} is not true or false")
         models = node.get("models")
         allowed = tuple(m.strip() for m in str(models).split(",") if m.strip()) if models is not None else None
-        return cls(remote, allowed)
+        return cls(node_flag(node, "trust-remote-code"), allowed)
 
     def check(self, cfg: RunConfig, partition: int) -> None:
         """Refuse, with the reason, a run this node does not allow (before anything loads)."""
