@@ -19,9 +19,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from fedmllm.model import families
 from fedmllm.scenarios import prompts
 
-FAMILIES = ("llava", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm")
+FAMILIES = tuple(families.FAMILIES)  # every family fedmllm lists: one without a fixture below fails
 # module-name fragment of each family's vision encoder (the projector is excluded separately)
 VISION_TOWER = {
     "llava": "vision_tower",

@@ -1,8 +1,10 @@
 import pytest
 
 from fedmllm.cli import build_parser, main
-from fedmllm.config import RunConfig, load
+from fedmllm.config import RunConfig
+from fedmllm.config_files import load
 from fedmllm.errors import FedmllmError
+from fedmllm.fl.algorithms import ALGORITHMS, OPTIONS
 
 
 def test_file_then_flags(tmp_path):
@@ -100,8 +102,8 @@ def test_eta_in_force():
         ({"beta1": 1.0}, r"config key 'beta1': must be in \[0, 1\)"),
         ({"beta2": -0.1}, "config key 'beta2'"),
         ({"server_momentum": 1.0}, "config key 'server_momentum'"),
-        ({"server_momentum_damped": True}, "config key 'server_momentum_damped': only fedavgm"),
-        ({"adaptive_moment": "momentum"}, "config key 'adaptive_moment': 'momentum' applies to fedadam and fedyogi"),
+        ({"server_momentum_damped": True}, "config key 'server_momentum_damped': True is read by fedavgm, not by"),
+        ({"adaptive_moment": "momentum"}, "config key 'adaptive_moment': 'momentum' is read by fedadam, fedyogi, not"),
         ({"adaptive_moment": "momentum", "algorithm": "fedadagrad"}, "config key 'adaptive_moment'"),
         ({"adaptive_moment": "m2"}, "config key 'adaptive_moment': 'm2' is not one of"),
     ],
@@ -111,8 +113,30 @@ def test_server_hyper_parameters_are_validated(changes, message):
         RunConfig(**changes)
 
 
+@pytest.mark.parametrize("option", OPTIONS)
+def test_an_option_is_refused_where_no_rule_reads_it(option):
+    """Each server/client option away from its default: accepted by exactly the algorithms whose
+    record reads it, refused by every other with a message naming the key and its readers."""
+    value = {
+        "server_momentum": 0.5, "server_momentum_damped": True, "beta1": 0.5, "beta2": 0.5, "tau": 0.5,
+        "adaptive_moment": "momentum", "trim_fraction": 0.3, "krum_byzantine": 0, "prox_mu": 0.5,
+    }[option]  # fmt: skip
+    readers = [a.name for a in ALGORITHMS.values() if option in a.reads]
+    assert readers, f"no algorithm reads {option}"
+    for name in ALGORITHMS:
+        if name in readers:
+            assert getattr(RunConfig(algorithm=name, **{option: value}), option) == value
+        else:
+            with pytest.raises(FedmllmError, match=f"config key '{option}': .* is read by {readers[0]}"):
+                RunConfig(algorithm=name, **{option: value})
+
+
+def test_prox_mu_is_also_the_adaptive_terms():
+    assert RunConfig(algorithm="fedavgm", prox_mu=0.5, adaptive_regularization=True).prox_mu == 0.5
+
+
 def test_adaptive_moment_reaches_the_rules():
-    from fedmllm.run import hyper
+    from fedmllm.fl.server import hyper
 
     assert hyper(RunConfig(algorithm="fedyogi", adaptive_moment="momentum")).adaptive_moment == "momentum"
     assert hyper(RunConfig(algorithm="fedavgm", server_momentum=0.5, server_momentum_damped=True)).server_lr == 0.5

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedmllm import config
+from fedmllm import config_domains
 from fedmllm.config import ALGORITHMS, ATTACKS, DATASET_NAMES, PROMPT_VARIANTS, RunConfig, from_dict
 from fedmllm.errors import FedmllmError
 
@@ -18,6 +18,7 @@ NAN, INF = float("nan"), float("inf")
 FIELDS = {f.name: f for f in fields(RunConfig)}
 FLOAT_FIELDS = [name for name, f in FIELDS.items() if type(f.default) is float]
 BASELINES = ("local", "centralized")
+MODULE = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 
 
 def printable(v: str) -> bool:
@@ -85,6 +86,7 @@ DOMAINS = {
         v in PROMPT_VARIANTS and (v == "auto" or (v in ("augmented", "augmented_answer_line")) == c.prompt_augmentation)
     ),
     "algorithm": lambda v, c: v in ALGORITHMS and krum_ok(c),
+    "plugins": lambda v, c: not v.strip() or all(re.fullmatch(MODULE, m.strip(), re.ASCII) for m in v.split(",")),
     "adaptive_regularization": anything,
     "prox_mu": within(0, INF),
     "adaptive_mu_weight": within(0, INF),
@@ -161,9 +163,10 @@ def values(name: str) -> st.SearchStrategy:
 def test_the_domain_table_covers_every_field():
     assert set(DOMAINS) == set(FIELDS), "give every RunConfig field a domain here and in config.py"
     kinds = {kind: {n for n, f in FIELDS.items() if type(f.default) is kind} for kind in (int, float, str)}
-    assert set(config.FLOAT_DOMAINS) == kinds[float] and set(config.INT_DOMAINS) == kinds[int]
+    assert set(config_domains.FLOAT_DOMAINS) == kinds[float] and set(config_domains.INT_DOMAINS) == kinds[int]
     choices = {n for n, f in FIELDS.items() if f.metadata["choices"]}
-    assert kinds[str] - choices == {*config.TEXT_FIELDS, "device", "ood_dataset"}  # each free string checked
+    free = {*config_domains.TEXT_FIELDS, "device", "ood_dataset", "algorithm", "plugins"}
+    assert kinds[str] - choices == free  # each free string checked
 
 
 def test_the_defaults_lie_in_their_domains():
@@ -243,11 +246,14 @@ def test_values_outside_the_domain_are_refused(name, value, message):
 def test_edges_inside_the_domain_are_accepted():
     edges = {
         "num_clients": 100_000, "rounds": 1_000_000, "seed": 2**32 - 1, "device": "cuda:127", "lora_r": 4096,
-        "lora_dropout": 0.0, "trim_fraction": 0.0, "client_gpus": 1e-4, "client_cpus": 1024, "max_weight_share": 1.0,
-        "krum_byzantine": 0, "local_steps": 0, "data_dir": "données/ü 1", "out": "x" * 4096, "lr": 1,
+        "lora_dropout": 0.0, "client_gpus": 1e-4, "client_cpus": 1024, "max_weight_share": 1.0,
+        "local_steps": 0, "data_dir": "données/ü 1", "out": "x" * 4096, "lr": 1,
     }  # fmt: skip
     cfg = from_dict(edges, "test")
     assert {name: getattr(cfg, name) for name in edges} == {**edges, "lr": 1.0}
+    # an algorithm's own options, where its record reads them
+    assert from_dict({"algorithm": "fedtrimmedavg", "trim_fraction": 0.0}, "test").trim_fraction == 0.0
+    assert from_dict({"algorithm": "krum", "krum_byzantine": 0}, "test").krum_byzantine == 0
     assert type(cfg.lr) is float and type(cfg.client_cpus) is float  # ints become floats where floats go
 
 
@@ -299,7 +305,9 @@ def test_krum_needs_f_plus_two_clients_per_round(changes, ok):
         return
     with pytest.raises(FedmllmError, match="config keys 'krum_byzantine' and '(clients_per_round|client_fraction)'"):
         RunConfig(algorithm="krum", **changes)
-    assert RunConfig(**changes).algorithm == "fedavg"  # f is only Krum's
+    if changes.get("krum_byzantine", 1) != 1:  # f is only Krum's: another rule refuses it
+        with pytest.raises(FedmllmError, match="config key 'krum_byzantine': .* is read by krum, not by 'fedavg'"):
+            RunConfig(**changes)
 
 
 def test_domain_predicates_agree_with_math():

@@ -204,7 +204,7 @@ def test_bad_arguments(tmp_path):
         write_node_keys(tmp_path, ["a", "a"])
 
 
-# -- config strings the launcher passes to --node-config / --run-config (fedmllm.deploy.local, no processes) --
+# -- config strings the launcher passes to --node-config / --run-config (fedmllm.deploy.commands, no processes) --
 
 
 @pytest.mark.parametrize(
@@ -214,14 +214,14 @@ def test_bad_arguments(tmp_path):
 def test_render_config_round_trips_through_flowers_parser(value):
     from flwr.common.config import parse_config_args
 
-    from fedmllm.deploy.local import render_config
+    from fedmllm.deploy.commands import render_config
 
     rendered = render_config({"partition-id": 1, "v": value, "data_dir": "/d"})
     assert parse_config_args([rendered]) == {"partition-id": 1, "v": value, "data_dir": "/d"}
 
 
 def test_render_config_rejects_bad_keys_and_values():
-    from fedmllm.deploy.local import render_config
+    from fedmllm.deploy.commands import render_config
 
     with pytest.raises(FedmllmError):
         render_config({"has space": 1})
@@ -230,7 +230,7 @@ def test_render_config_rejects_bad_keys_and_values():
 
 
 def test_command_shell_line_is_copy_pasteable(tmp_path):
-    from fedmllm.deploy.local import Command
+    from fedmllm.deploy.commands import Command
 
     cmd = Command(
         ("flwr", "run", ".", "conn", "--run-config", "out='/a b'"), {"FLWR_HOME": "/h x", "PATH": "/v/bin:$PATH"}

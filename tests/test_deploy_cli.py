@@ -24,7 +24,7 @@ def test_certs_and_keys_commands(tmp_path, capsys):
     assert (tmp_path / "keys" / "site-a").read_bytes() == before
 
 
-# -- the loopback launcher's command lines (fedmllm.deploy.local), built without starting any process --
+# -- the loopback launcher's command lines (fedmllm.deploy.commands), built without starting any process --
 
 
 def flower_parse(argv: list[str]):
@@ -39,7 +39,7 @@ def flower_parse(argv: list[str]):
 def test_superlink_binds_only_loopback(tmp_path):
     from flwr.common import constant
 
-    from fedmllm.deploy.local import LEGACY_GRPC_OFF, superlink_argv
+    from fedmllm.deploy.commands import LEGACY_GRPC_OFF, superlink_argv
 
     certs = {"ca_cert": tmp_path / "ca.crt", "server_cert": tmp_path / "s.pem", "server_key": tmp_path / "s.key"}
     argv = superlink_argv(certs, tmp_path / "state.db", 43210)
@@ -64,7 +64,7 @@ def test_superlink_binds_only_loopback(tmp_path):
 
 
 def node_argv(tmp_path, node_config=None, run_config=None) -> list[str]:
-    from fedmllm.deploy.local import NodeLaunch
+    from fedmllm.deploy.commands import NodeLaunch
 
     launch = NodeLaunch(43210, tmp_path / "ca.crt", 9101, tmp_path / "site-a", node_config, run_config)
     return launch.argv()

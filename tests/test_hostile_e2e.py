@@ -146,7 +146,7 @@ def test_the_progress_line_names_rejected_clients_and_skipped_rounds(capsys):
 
 
 def test_a_node_flag_is_true_false_or_an_error():
-    from fedmllm.engine.client_app import node_flag
+    from fedmllm.scenarios.node_data import node_flag
 
     assert node_flag({}, "allow-external-paths") is False
     assert node_flag({"allow-external-paths": "True"}, "allow-external-paths") is True

@@ -1,16 +1,19 @@
 """client_data = "node": each SuperNode reads the data its own node config names."""
 
 import pytest
-from flwr.app import Context, RecordDict
 
 from fedmllm.config import RunConfig
-from fedmllm.engine.client_app import client_samples
 from fedmllm.errors import FedmllmError
 from fedmllm.scenarios import split
+from fedmllm.scenarios.node_data import node_samples
+
+
+def client_samples(run, node):
+    return node_samples(run, node, 3)
 
 
 def context(**node):
-    return Context(run_id=1, node_id=7, node_config={"partition-id": 3, **node}, state=RecordDict(), run_config={})
+    return {"partition-id": 3, **node}
 
 
 RUN = {**RunConfig(client_data="node").to_dict()}

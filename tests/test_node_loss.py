@@ -7,7 +7,9 @@ import torch
 
 from fedmllm.config import RunConfig
 from fedmllm.errors import FedmllmError
-from fedmllm.run import ClientUpdate, RoundResult, federate
+from fedmllm.fl.screen import ClientUpdate
+from fedmllm.run import federate
+from fedmllm.transport import RoundResult
 
 SMALL = dict(num_clients=4, clients_per_round=3, rounds=4, synthetic_train=60, synthetic_test=16,
              generate_eval=False, eval_views=False, eval_every=4, partition="iid", scenario="none")  # fmt: skip

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 
 from fedmllm.cli import main
-from fedmllm.config import load, preset_path
+from fedmllm.config_files import load, preset_path
 from fedmllm.errors import FedmllmError
 from fedmllm.model import smol
 

@@ -8,8 +8,9 @@ from flwr.supercore.differential_privacy import compute_clip_model_update, compu
 from fedmllm.config import RunConfig
 from fedmllm.errors import FedmllmError
 from fedmllm.fl import privacy
+from fedmllm.fl.screen import ClientUpdate
+from fedmllm.fl.server import server_update
 from fedmllm.fl.state import ServerState
-from fedmllm.run import ClientUpdate, server_update
 
 
 def test_clipping_agrees_with_flower():

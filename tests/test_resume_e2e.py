@@ -8,18 +8,26 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from fedmllm import checkpoint
+
 # fedadam: the server's optimizer moments must survive the kill too
 SMALL = "--num-clients 3 --clients-per-round 2 --rounds 3 --synthetic-train 120 --synthetic-test 20 --local-steps 2 "
 SMALL = (SMALL + "--lr 2e-3 --no-generate-eval --no-eval-views --algorithm fedadam --server-lr 0.01").split()
+KILLER = Path(__file__).with_name("kill_in_checkpoint.py")  # `fedmllm` dying inside one round's checkpoint.save
 
 
-def fedmllm(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "fedmllm", "run", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)  # fmt: skip
+def fedmllm(*args, kill_in_checkpoint=None):
+    """`fedmllm run ARGS`; with kill_in_checkpoint=N, one that dies inside round N's checkpoint.save."""
+    command = [sys.executable, "-m", "fedmllm"]
+    if kill_in_checkpoint is not None:
+        command = [sys.executable, str(KILLER), str(kill_in_checkpoint)]
+    return subprocess.Popen([*command, "run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
 
 
 def rows(run_dir):
@@ -56,24 +64,25 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
 
     cases = {
         # after the last round's checkpoint, while the adapter and summary are written
-        "in-finish": dict(ready=lambda d: (d / "adapter.tmp").is_dir() or (d / "adapter").is_dir(), delay=0, env=None),
+        "in-finish": dict(ready=lambda d: (d / "adapter.tmp").is_dir() or (d / "adapter").is_dir(), delay=0),
         # after round 1's line, during round 2's client steps
-        "in-round": dict(ready=lambda d: lines(d) >= 1, delay=0.3, env=None),
-        # while round 2's checkpoint is being written (its metrics line is already there)
-        "in-checkpoint": dict(ready=None, delay=0, env={"FEDMLLM_TEST_KILL_IN_CHECKPOINT": "2"}),
+        "in-round": dict(ready=lambda d: lines(d) >= 1, delay=0.3),
+        # round 2's checkpoint written and fsynced to its .tmp, not yet renamed (its metrics line is there)
+        "in-checkpoint": dict(ready=None, delay=0),
         # right after round 2's line
-        "between-rounds": dict(ready=lambda d: lines(d) >= 2, delay=0, env=None),
+        "between-rounds": dict(ready=lambda d: lines(d) >= 2, delay=0),
     }
     for name, case in cases.items():
         run_dir = tmp_path / name
-        env = {**os.environ, **case["env"]} if case["env"] else None
-        proc = fedmllm(*SMALL, "--out", str(run_dir), env=env)
-        if case["ready"] is None:  # the process kills itself inside checkpoint.save
+        proc = fedmllm(*SMALL, "--out", str(run_dir), kill_in_checkpoint=2 if case["ready"] is None else None)
+        if case["ready"] is None:  # the process kills itself inside checkpoint.save (tests/kill_in_checkpoint.py)
             proc.communicate(timeout=600)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # its Ray workers
             assert proc.returncode == -signal.SIGKILL
-            assert lines(run_dir) == 2 and (run_dir / "checkpoint.safetensors.tmp").is_file()
+            assert lines(run_dir) == 2
+            assert checkpoint.read(run_dir / "checkpoint.safetensors.tmp")[1]["round"] == 2  # written whole
+            assert checkpoint.load(run_dir).state.round == 1  # never published: round 1's is the checkpoint
         else:
             kill_when(proc, case["ready"], run_dir, case["delay"])
         output = finish(fedmllm("--resume", str(run_dir)))

@@ -7,7 +7,8 @@ import torch
 from flwr.server.strategy.aggregate import aggregate_krum, aggregate_median, aggregate_trimmed_avg
 
 from fedmllm.fl import rules
-from fedmllm.fl.rules import ServerHyper, aggregate
+from fedmllm.fl.algorithms import aggregate
+from fedmllm.fl.rules import ServerHyper
 
 HP = ServerHyper()
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from fedmllm.config import RunConfig
+from fedmllm.fl.screen import ClientUpdate
+from fedmllm.fl.server import jobs_for, server_update
 from fedmllm.fl.state import ServerState
-from fedmllm.run import ClientUpdate, jobs_for, server_update
 
 
 def test_scaffold_controls_and_corrections_by_hand():

@@ -12,7 +12,8 @@ from flwr.server.superlink.fleet.vce import vce_api
 from fedmllm.config import RunConfig
 from fedmllm.engine.simulation import RAY_INLINE_BYTES, backend_config, simulate
 from fedmllm.engine.wakeup import TICK_SECONDS, Wakeup, compatible, installed
-from fedmllm.run import create_run_dir, preflight
+from fedmllm.run import preflight
+from fedmllm.rundir import create_run_dir
 
 
 def test_a_new_cluster_sends_adapter_sized_messages_inline(monkeypatch):

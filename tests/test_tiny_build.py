@@ -100,6 +100,7 @@ def test_cache_name_ignores_the_data_registry(monkeypatch):
         write_synthetic=lambda folder, sizes, seed: folder,
         marker="*.json",
         vocabulary=lambda: ["Which zebra crossed the quokka?", "zebra", "quokka"],
+        splits=("train", "test"),
     )
     monkeypatch.setitem(registry.DATASETS, "zzz_new", extra)
     assert tiny.default_folder(0) == before == cache_dir() / "models" / f"tiny-llava-v{tiny.VERSION}-seed0"

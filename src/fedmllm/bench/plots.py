@@ -1,4 +1,4 @@
-"""PNG plots of a run's metrics."""
+"""PNG plots that compare the runs of a bench (the per-round plot of one run is fedmllm.evaluation.plots)."""
 
 from __future__ import annotations
 
@@ -8,38 +8,11 @@ from typing import Any
 
 import matplotlib
 
+from fedmllm.bench.matrix import NO_GLOBAL_MODEL
 from fedmllm.bench.stats import mean_ci
 
 matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
-
-METRICS = ("auc", "accuracy", "macro_f1", "closed_accuracy", "open_recall", "overall", "recall")
-
-
-def plot_rounds(history: list[dict[str, Any]], zero_shot: dict[str, float], path: Path) -> None:
-    """Test metrics of the global model per round, with zero-shot as dashed lines."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, name in enumerate(m for m in METRICS if m in zero_shot):
-        rows = [r for r in history if name in r]
-        colour = f"C{i}"
-        ax.plot(
-            [0] + [r["round"] for r in rows],
-            [zero_shot[name]] + [r[name] for r in rows],
-            marker="o",
-            markersize=3,
-            color=colour,
-            label=name,
-        )
-        ax.axhline(zero_shot[name], color=colour, linestyle="--", linewidth=0.8, alpha=0.6)
-    ax.set_xlabel("round")
-    ax.set_ylabel("test metric (global model)")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.set_title("global model per round (dashed: zero-shot)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_bars(data: dict[str, dict[Any, list[float]]], metric: str, title: str, path: Path) -> None:
@@ -70,7 +43,7 @@ def plot_curves(per_method: dict[str, list[list[dict[str, Any]]]], metric: str, 
     for i, (method, histories) in enumerate(per_method.items()):
         rounds = sorted(set.intersection(*({r["round"] for r in h if metric in r} for h in histories)))
         means = [statistics.fmean(next(r[metric] for r in h if r["round"] == t) for h in histories) for t in rounds]
-        style = "--" if method.startswith(("local", "centralized")) else "-"
+        style = "--" if method.split(" + ")[0] in NO_GLOBAL_MODEL else "-"  # the baselines dashed
         ax.plot(rounds, means, style, marker="o", markersize=3, label=method, color=f"C{i % 10}")
     ax.set_xlabel("round (0 = zero-shot)")
     ax.set_ylabel(metric)

@@ -27,7 +27,7 @@ from fedmllm.bench.matrix import (
 )
 from fedmllm.bench.stats import Interval, mean_ci, paired_difference
 from fedmllm.errors import FedmllmError
-from fedmllm.run import write_json, write_text
+from fedmllm.rundir import write_json, write_text
 
 __all__ = ["DATASET_METRICS", "write_report"]  # DATASET_METRICS lives in matrix (the tuning default)
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from fedmllm.bench import tuning
 from fedmllm.bench.matrix import DONE, FAILED, Cell, Matrix, expand, expand_tuning, point_name
-from fedmllm.bench.tracking import Tracker
 from fedmllm.errors import FedmllmError
+from fedmllm.launch import launch
 from fedmllm.progress import format_metrics
-from fedmllm.run import write_json
+from fedmllm.rundir import write_json
 
 
 @dataclass
@@ -147,29 +147,21 @@ def run_cells(cells: list[Cell], todo: list[Cell], out: Path, kind: str, verbose
 def run_cell(cell: Cell, out: Path, verbose: bool) -> str | None:
     """Run one cell into a fresh folder; returns the error message if it failed."""
     from fedmllm.engine.simulation import simulate
-    from fedmllm.run import create_run_dir, preflight
 
     folder = out / cell.path
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted attempt starts over
     cfg = cell.config.replace(out=str(folder))
-    tracker = None
+
+    def report(row: dict[str, Any]) -> None:
+        if verbose and row["round"]:
+            print(f"    round {row['round']}/{cfg.rounds} | {format_metrics(row)}", flush=True)
+
     try:
-        preflight(cfg)
-        run_dir = create_run_dir(cfg)
-        tracker = Tracker(run_dir, cfg, str(cell.path), mlflow_root=out)
-
-        def report(row: dict[str, Any]) -> None:
-            tracker.log(row)
-            if verbose and row["round"]:
-                print(f"    round {row['round']}/{cfg.rounds} | {format_metrics(row)}", flush=True)
-
-        simulate(cfg, run_dir, report=report)
+        launch(cfg, simulate, report, name=str(cell.path), mlflow_root=out, keep_failed=True)
     except Exception as e:  # recorded in the cell's folder and reported; the matrix goes on
         folder.mkdir(parents=True, exist_ok=True)
         message = f"{type(e).__name__}: {e}" if not isinstance(e, FedmllmError) else str(e)
         write_json(folder / FAILED, cell_record(cell) | {"error": message, "traceback": traceback.format_exc()})
-        tracker and tracker.close(failed=True)
         return message
-    tracker.close()
     write_json(folder / DONE, cell_record(cell))
     return None

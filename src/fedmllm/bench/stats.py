@@ -50,7 +50,8 @@ def mean_ci(xs: list[float]) -> Interval:
 
 def paired_difference(xs: dict[int, float], reference: dict[int, float]) -> Interval | None:
     """The CI of mean(x_seed - reference_seed) over the seeds both have (a paired t interval:
-    the seed fixes data split, sampling and init, so pairing removes that shared noise).
+    the seed fixes the data split, the modality draws, sampling and data order, so pairing removes
+    that shared noise).
     None when no seed is shared."""
     seeds = sorted(xs.keys() & reference.keys())
     if not seeds:

@@ -21,6 +21,7 @@ class DatasetSpec:
     # fixed prompt text (questions, option words, closed answers) the built-in tiny model's
     # tokenizer and pretraining should cover; never labels of particular samples
     vocabulary: Callable[[], list[str]]
+    splits: tuple[str, ...]  # the splits of its published layout (the loader's SPLITS)
     # version of the synthetic twin's rule and draws: part of its cache folder's name, so a
     # changed generator never reuses files an older one wrote
     version: int = 1
@@ -28,18 +29,28 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "hateful_memes": DatasetSpec(
-        hateful_memes.load, memes.write, "train.jsonl", hateful_memes.vocabulary, memes.VERSION
+        hateful_memes.load,
+        memes.write,
+        "train.jsonl",
+        hateful_memes.vocabulary,
+        tuple(hateful_memes.SPLITS),
+        memes.VERSION,
     ),
     "crisismmd": DatasetSpec(
         crisismmd.load,
         crisis.write,
         f"{crisismmd.FOLDER}/task_humanitarian_text_img*_train.tsv",
         crisismmd.vocabulary,
+        crisismmd.SPLITS,
         crisis.VERSION,
     ),
-    "vqa_rad": DatasetSpec(vqa_rad.load, medvqa.write_vqa_rad, "*.json", vqa_rad.vocabulary, medvqa.VERSION),
-    "slake": DatasetSpec(slake.load, medvqa.write_slake, "train.json", slake.vocabulary, medvqa.VERSION),
-    "medalpaca": DatasetSpec(medalpaca.load, medqa.write, "*.json", medalpaca.vocabulary),
+    "vqa_rad": DatasetSpec(
+        vqa_rad.load, medvqa.write_vqa_rad, "*.json", vqa_rad.vocabulary, tuple(vqa_rad.SPLITS), medvqa.VERSION
+    ),
+    "slake": DatasetSpec(
+        slake.load, medvqa.write_slake, "train.json", slake.vocabulary, tuple(slake.SPLITS), medvqa.VERSION
+    ),
+    "medalpaca": DatasetSpec(medalpaca.load, medqa.write, "*.json", medalpaca.vocabulary, medalpaca.SPLITS),
 }
 
 

@@ -2,23 +2,11 @@
 
 This exists so tests and users can try the Deployment Engine end to end before spreading it over machines. It
 runs the same commands a real deployment runs, only on 127.0.0.1, and records every one of them (with the
-environment variables it sets) in `LocalDeployment.commands` and `<folder>/commands.sh`, so the docs can show
-exactly what to type. Every API it starts listens on 127.0.0.1 only: Flower 1.42's Control API has no login, so
-anyone who reached it could start runs, i.e. execute code on every SuperNode (docs/deployment.md). Typical use::
-
-    from fedmllm.deploy.certs import write_node_keys
-    from fedmllm.deploy.local import LocalDeployment
-
-    with LocalDeployment(Path("/tmp/fedmllm-deploy")) as dep:
-        dep.start_superlink()
-        keys = write_node_keys(dep.folder / "keys", ["node0", "node1"])
-        for i, (name, (private, public)) in enumerate(keys.items()):
-            dep.register_node(public, name=name)
-            dep.start_supernode(name, private, {"partition-id": i, "num-partitions": 2})
-        dep.wait_for_nodes(2)
-        run_id = dep.run_app(Path("."), {"rounds": 2, "num_clients": 2})
-        print(dep.wait_run(run_id)["status"], dep.run_logs(run_id))
-    # every process started here is stopped (SIGTERM, then SIGKILL after `grace` seconds) on exit
+environment variables it sets) in `LocalDeployment.commands` and, once each, in `<folder>/commands.sh`: exactly
+what to type. Every API it starts listens on 127.0.0.1 only: Flower 1.42's Control API has no login, so
+anyone who reached it could start runs, i.e. execute code on every SuperNode (docs/deployment.md).
+`fedmllm deploy local` (`fedmllm.deploy.trial`) is its typical use; every process started here is stopped
+(SIGTERM, then SIGKILL after `grace` seconds) when the `with` block ends, however it ends.
 
 Layout of `folder`: `certs/` (dev CA and server cert), `flwr-home/` (the CLI's and SuperLink's FLWR_HOME, with
 `config.toml`), `nodes/<name>/flwr-home/` (one FLWR_HOME per SuperNode, as on separate machines; they would
@@ -28,13 +16,9 @@ restart), `logs/<process>.log` (stdout+stderr of each process) and `logs/cli.log
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
-import re
 import shlex
-import signal
 import socket
 import ssl
 import subprocess
@@ -42,56 +26,23 @@ import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from fedmllm.config import RunConfig, coerce
 from fedmllm.deploy.certs import DEFAULT_HOSTS, write_dev_certs
+from fedmllm.deploy.commands import (
+    BARE_KEY,
+    LEGACY_GRPC_OFF,
+    LOOPBACK,
+    Command,
+    ConfigValue,
+    NodeLaunch,
+    connection_toml,
+    render_config,
+    superlink_argv,
+)
+from fedmllm.deploy.process import Process
 from fedmllm.errors import FedmllmError
-
-LOOPBACK = "127.0.0.1"
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-ConfigValue = bool | int | float | str
-# Flower 1.42 can still start its old gRPC Fleet and Control servers, on 0.0.0.0:9092 and 0.0.0.0:9093, when these
-# are "1" in the environment; the launcher passes its caller's environment on, so it switches them off explicitly.
-LEGACY_GRPC_OFF = {"FLWR_INTERNAL_GRPC_FLEET_API": "0", "FLWR_INTERNAL_GRPC_CONTROL_API": "0"}
-
-
-def toml_value(value: ConfigValue) -> str:
-    """Render one `--node-config`/`--run-config` value as TOML that survives Flower's key=value splitter.
-
-    Flower cuts values with the regex `'[^']*'|"[^"]*"|\\S+` before TOML-parsing them, so a string is written as a
-    literal string ('...', no escapes, safe for Windows paths) unless it contains `'` or control characters; then
-    as a basic string with `"` and control characters as `\\uXXXX` escapes (a `\\"` escape would end the match).
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return repr(value)  # 'inf', '-inf', '1e+20' are all TOML floats
-    if isinstance(value, str):
-        if "'" not in value and not _CONTROL.search(value):
-            return f"'{value}'"
-        escaped = value.replace("\\", "\\\\")
-        escaped = re.sub(r'["\x00-\x1f\x7f]', lambda m: f"\\u{ord(m.group()):04x}", escaped)
-        return f'"{escaped}"'
-    raise FedmllmError(f"config value {value!r} must be a bool, int, float or str, not {type(value).__name__}")
-
-
-def render_config(config: Mapping[str, ConfigValue]) -> str:
-    """Render a flat dict as Flower's space-separated `key=value` config string (for `--node-config`/`--run-config`)."""
-    parts = []
-    for key, value in config.items():
-        if not _BARE_KEY.match(key):
-            raise FedmllmError(f"config key {key!r} must use only letters, digits, '_' and '-'")
-        parts.append(f"{key}={toml_value(value)}")
-    return " ".join(parts)
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -99,127 +50,6 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def node_trust_config(run_config: Mapping[str, ConfigValue] | None) -> dict[str, ConfigValue]:
-    """The node-config keys a SuperNode needs to accept `run_config` ("What a node accepts" in docs/deployment.md).
-
-    A node refuses remote model code unless its own config allows it. This launcher is the same user on the same
-    machine as the run it starts, so for a run with `trust_remote_code = true` it lets its nodes load exactly that
-    run's model with remote code; any other run needs nothing extra (an empty dict).
-    """
-    run = {key.replace("-", "_"): value for key, value in (run_config or {}).items()}
-    if not coerce("trust_remote_code", run.get("trust_remote_code", False), "run config"):
-        return {}
-    model = coerce("model", run.get("model", RunConfig().model), "run config")
-    return {"trust-remote-code": True, "models": model}
-
-
-def superlink_argv(certs: Mapping[str, Path], database: Path, port: int) -> list[str]:
-    """`flower-superlink` with TLS and SuperNode auth, its one HTTPS port (Fleet, Control, Runtime) on 127.0.0.1."""
-    return [
-        "flower-superlink",
-        "--ssl-ca-certfile", str(certs["ca_cert"]),
-        "--ssl-certfile", str(certs["server_cert"]),
-        "--ssl-keyfile", str(certs["server_key"]),
-        "--enable-supernode-auth",
-        "--disable-runtime-dependency-installation",
-        "--database", str(database),
-        "--host", LOOPBACK,
-        "--port", str(port),
-    ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class NodeLaunch:
-    """What one `flower-supernode` is started with (see `LocalDeployment.start_supernode`)."""
-
-    superlink_port: int
-    ca_cert: Path
-    port: int
-    private_key: Path | None = None
-    node_config: Mapping[str, ConfigValue] | None = None
-    run_config: Mapping[str, ConfigValue] | None = None
-    max_retries: int = 5
-    max_wait_time: float = 60.0
-
-    def argv(self) -> list[str]:
-        """The command line; its own Runtime API (for its ClientApp processes) on 127.0.0.1 too.
-
-        `--node-config` is `node_trust_config(run_config)` overlaid with `node_config`: a key the caller sets wins,
-        so a test can start a node that refuses what the run asks for.
-        """
-        argv = [
-            "flower-supernode",
-            "--superlink", f"{LOOPBACK}:{self.superlink_port}",
-            "--root-certificates", str(self.ca_cert),
-            "--host", LOOPBACK,
-            "--port", str(self.port),
-            "--max-retries", str(self.max_retries),
-            "--max-wait-time", str(self.max_wait_time),
-        ]  # fmt: skip
-        if self.private_key is not None:
-            argv += ["--auth-supernode-private-key", str(Path(self.private_key).resolve())]
-        config = {**node_trust_config(self.run_config), **(self.node_config or {})}
-        if config:
-            argv += ["--node-config", render_config(config)]
-        return argv
-
-
-@dataclass(frozen=True)
-class Command:
-    """One command the launcher ran: argv, the environment variables it set on top of the caller's, and cwd."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    cwd: Path | None = None
-
-    def shell(self) -> str:
-        """The command as one copy-pasteable shell line."""
-        assigns = []
-        for key, value in self.env.items():
-            if key == "PATH" and value.endswith(f"{os.pathsep}$PATH"):  # keep the caller's PATH expandable
-                assigns.append(f"PATH={shlex.quote(value.removesuffix(f'{os.pathsep}$PATH'))}{os.pathsep}$PATH")
-            else:
-                assigns.append(f"{key}={shlex.quote(value)}")
-        line = " ".join([*assigns, shlex.join(self.argv)])
-        return f"(cd {shlex.quote(str(self.cwd))} && {line})" if self.cwd else line
-
-
-@dataclass
-class Process:
-    """A long-running process this deployment started; its stdout and stderr go to `log`."""
-
-    name: str
-    command: Command
-    popen: subprocess.Popen[bytes]
-    log: Path
-    started: float  # time.monotonic() at start
-    ready_seconds: float | None = None  # set once the launcher saw it ready (SuperLink: /health answered)
-    stopped: bool = False
-    _log_file: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def returncode(self) -> int | None:
-        """None while running."""
-        return self.popen.poll()
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the process to exit; raise FedmllmError (with the log's tail) if it is still running."""
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            raise FedmllmError(f"{self.name} (pid {self.pid}) still running after {timeout}s\n{self.tail()}") from err
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
-
-    def tail(self, chars: int = 3000) -> str:
-        return f"--- {self.log} (last {chars} chars) ---\n{self.text()[-chars:]}"
 
 
 class LocalDeployment:
@@ -240,7 +70,7 @@ class LocalDeployment:
         hosts: Sequence[str] = DEFAULT_HOSTS,
         grace: float = 10.0,
     ) -> None:
-        if not _BARE_KEY.match(connection):
+        if not BARE_KEY.match(connection):
             raise FedmllmError(f"connection name {connection!r} must use only letters, digits, '_' and '-'")
         self.folder = Path(folder).resolve()
         self.connection = connection
@@ -294,10 +124,11 @@ class LocalDeployment:
 
     def _record(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None) -> tuple[Command, dict[str, str]]:
         command = Command(tuple(argv), dict(env), cwd)
+        if command not in self.commands:  # a status poll repeats its command: commands.sh shows it once
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with (self.folder / "commands.sh").open("a", encoding="utf-8") as out:
+                out.write(command.shell() + "\n")
         self.commands.append(command)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with (self.folder / "commands.sh").open("a", encoding="utf-8") as out:
-            out.write(command.shell() + "\n")
         full = {**os.environ, **env, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         return command, full
 
@@ -318,23 +149,7 @@ class LocalDeployment:
 
     def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Process:
         command, full_env = self._record(argv, env, None)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = self.logs / f"{name}.log"
-        log_file = log.open("ab")
-        try:
-            # own session: the process and the superexec/app processes it spawns form one group we can clean up
-            popen = subprocess.Popen(
-                command.argv,
-                env=full_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except BaseException:
-            log_file.close()
-            raise
-        return Process(name, command, popen, log, time.monotonic(), _log_file=log_file)
+        return Process.start(name, command, full_env, self.logs / f"{name}.log")
 
     def write_connection(self) -> Path:
         """Write `$FLWR_HOME/config.toml` with one named connection to the SuperLink (address + absolute CA path)."""
@@ -342,13 +157,7 @@ class LocalDeployment:
             raise FedmllmError("start the SuperLink before writing the CLI connection (its port is not known yet)")
         self.flwr_home.mkdir(parents=True, exist_ok=True)
         path = self.flwr_home / "config.toml"
-        text = (
-            "[superlink]\n"
-            f"default = {toml_value(self.connection)}\n\n"
-            f"[superlink.{self.connection}]\n"
-            f"address = {toml_value(f'{LOOPBACK}:{self.port}')}\n"
-            f"root-certificates = {toml_value(str(self.certs['ca_cert']))}\n"
-        )
+        text = connection_toml(self.connection, self.port, self.certs["ca_cert"])
         path.write_text(text, encoding="utf-8")
         self._note(f"wrote {path}:\n{text}")
         return path
@@ -469,14 +278,15 @@ class LocalDeployment:
                 return row
             if time.monotonic() > deadline:
                 raise FedmllmError(f"run {run_id} still {row['status']!r} after {timeout}s")
-            self._check_alive()
+            self.check_alive()
             time.sleep(poll)
 
     def run_logs(self, run_id: int) -> str:
         """`flwr log <id> <connection> --show`: the ServerApp's stdout/stderr (ClientApp output is in the node logs)."""
         return self.cli(["log", str(run_id), self.connection, "--show"])
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise FedmllmError, with its log's tail, if the SuperLink has exited."""
         if self.superlink is not None and self.superlink.returncode is not None:
             raise FedmllmError(f"the SuperLink exited with code {self.superlink.returncode}\n{self.superlink.tail()}")
 
@@ -504,7 +314,7 @@ class LocalDeployment:
         """
         if self.superlink is None or self.port is None:
             raise FedmllmError("start the SuperLink before any SuperNode")
-        if name in self.supernodes or not _BARE_KEY.match(name):
+        if name in self.supernodes or not BARE_KEY.match(name):
             raise FedmllmError(f"SuperNode name {name!r} is taken or not made of letters, digits, '_' and '-'")
         launch = NodeLaunch(
             superlink_port=self.port,
@@ -525,36 +335,10 @@ class LocalDeployment:
 
     # -- teardown ---------------------------------------------------------------------------------------------------
 
-    def stop_process(self, proc: Process) -> int:
-        """SIGTERM the process (SuperNodes then deactivate cleanly), SIGKILL its group after `grace` seconds.
-
-        Only the process group this deployment created (its own session) is signalled, never anything by name.
-        """
-        if proc.stopped:  # its pid (and group id) may belong to someone else by now
-            return int(proc.popen.returncode)
-        if proc.returncode is None:
-            proc.popen.send_signal(signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=self.grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=self.grace)
-        # children (superexec, serverapp/clientapp) that outlived their parent
-        with contextlib.suppress(ProcessLookupError):  # raised when the group is empty: everything already exited
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.stopped = True
-        if proc._log_file is not None:
-            proc._log_file.close()
-            proc._log_file = None
-        return int(proc.popen.returncode)
-
     def stop(self) -> None:
-        """Stop all SuperNodes, then the SuperLink; safe to call twice."""
+        """Stop all SuperNodes, then the SuperLink (`Process.stop`: SIGTERM, SIGKILL after `grace` seconds); safe to
+        call twice."""
         for proc in reversed(list(self.supernodes.values())):
-            self.stop_process(proc)
+            proc.stop(self.grace)
         if self.superlink is not None:
-            self.stop_process(self.superlink)
-
-    def script(self) -> str:
-        """Every command run so far, as a shell script (what `<folder>/commands.sh` holds)."""
-        return "\n".join(c.shell() for c in self.commands) + "\n"
+            self.superlink.stop(self.grace)

@@ -1,17 +1,18 @@
-"""The ClientApp: runs on every SuperNode (or simulated node) and trains on the local shard.
+"""The ClientApp: runs on every SuperNode (or simulated node); it only moves messages.
 
 Everything the client needs arrives in the message (the run config, the round's learning rate,
 the global trainable tensors), so the same app serves `fedmllm run`, `flwr run .` and a
-deployment. The base model is loaded once per process (`model.load.session`) and reused.
+deployment. It checks the run against the node's trust, picks the node's data
+(scenarios/node_data.py) and hands the round to fl/client_round.py.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,64 +21,27 @@ from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
 from fedmllm.config import RunConfig
-from fedmllm.data import registry
-from fedmllm.data.sample import Sample
 from fedmllm.engine import secagg
 from fedmllm.engine.records import from_arrays, run_config, to_arrays, to_update
 from fedmllm.errors import FedmllmError
-from fedmllm.fl import attacks, client, privacy
-from fedmllm.fl.regularize import Proximal, prox_weights
-from fedmllm.model.load import LOADS, load_trainable, session, trainable_state
-from fedmllm.run import model_spec
-from fedmllm.scenarios import split
+from fedmllm.fl import attacks
+from fedmllm.fl.client_round import client_round
+from fedmllm.scenarios.node_data import node_flag, node_samples
 
 log = logging.getLogger(__name__)
-_SHARDS: dict[Path, list[Sample]] = {}  # per process: a shard is read once
+_CONFIGS: dict[str, RunConfig] = {}  # the run's config, by its message
 
 
 def partition_of(context: Context) -> int:
     return int(context.node_config["partition-id"])
 
 
-def shard(shard_dir: str, partition: int) -> list[Sample]:
-    return read_once(split.shard_path(Path(shard_dir), partition), split.read)
-
-
-def read_once(path: Path, read: Callable[[Path], list[Sample]]) -> list[Sample]:
-    if path not in _SHARDS:
-        _SHARDS[path] = read(path)
-    return _SHARDS[path]
-
-
-def client_samples(run: dict[str, Any], context: Context) -> list[Sample]:
-    """This client's training data: its shard of the server's split (simulation, benchmarks) or,
-    with client_data = "node", the data its own node config names:
-    `shard = "/path/client_3.jsonl"` (a file written by `fedmllm data prepare`) or
-    `data-dir = "/path/to/dataset"` (the dataset as published) with an optional
-    `modality = "image" | "text"` (the site holds only that modality)."""
-    partition = partition_of(context)
-    if run["client_data"] == "split":
-        return shard(run["shard_dir"], partition)
-    node = context.node_config
-    if "shard" in node:
-        return read_once(Path(str(node["shard"])), split.read)
-    if "data-dir" not in node:
-        raise FedmllmError(f"partition {partition}: node config needs 'shard' or 'data-dir' (client_data = 'node')")
-    folder, kind = Path(str(node["data-dir"])), str(node.get("modality", "image+text"))
-    drops = {"image+text": {}, "image": {"text": True}, "text": {"image": True}}
-    if kind not in drops:
-        raise FedmllmError(f"partition {partition}: node config 'modality' = {kind!r}, not one of {list(drops)}")
-    # the node's own files: only its own config may let their image paths leave its folder
-    outside = node_flag(node, "allow-external-paths")
-    samples = read_once(folder, lambda f: registry.load_split(str(run["dataset"]), f, "train", allow_external=outside))
-    return [s.drop(**drops[kind]) for s in samples] if drops[kind] else samples
-
-
 def query(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds and how many samples it has."""
     run = dict(msg.content["run"])
     partition = partition_of(context)
-    info = MetricRecord({"partition-id": partition, "num-examples": len(client_samples(run, context))})
+    samples = node_samples(run, context.node_config, partition)
+    info = MetricRecord({"partition-id": partition, "num-examples": len(samples)})
     return Message(RecordDict({"info": info}), reply_to=msg)
 
 
@@ -88,15 +52,16 @@ def train(msg: Message, context: Context, trust: NodeTrust | None = None) -> Mes
     trust = trust or NodeTrust.from_node_config(context.node_config)
     if secagg.is_secure(msg):
         run, rnd, global_params = secagg.unpack(msg)
+        trust.check_plugins(run, partition_of(context))
         trained, metrics = fit(run, rnd, context, global_params, None, trust)
         return secagg.reply(msg, trained, global_params, int(metrics.pop("num-examples")), metrics)
     global_params = from_arrays(msg.content["arrays"])
     correction = from_arrays(msg.content["correction"]) if "correction" in msg.content else None
     run, rnd = dict(msg.content["run"]), dict(msg.content["round"])
+    trust.check_plugins(run, partition_of(context))  # before the config is read: reading imports them
     trained, metrics = fit(run, rnd, context, global_params, correction, trust)
-    cfg = run_config(run, "train message") if run["attack"] != "none" else None  # fit validated it already
-    partition = partition_of(context)
-    if cfg is not None and partition in attacks.attackers(cfg.seed, cfg.num_clients, cfg.attackers):
+    cfg, partition = config_of(run), partition_of(context)
+    if cfg.attack != "none" and partition in attacks.attackers(cfg.seed, cfg.num_clients, cfg.attackers):
         # a simulated Byzantine client: honest training, then a hostile reply through the real path
         trained, metrics = attacks.apply(
             cfg.attack, trained, global_params, metrics, partition=partition, num_clients=cfg.num_clients,
@@ -108,30 +73,31 @@ def train(msg: Message, context: Context, trust: NodeTrust | None = None) -> Mes
     return Message(RecordDict({"arrays": update, "metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
-def node_flag(node: Mapping[str, Any], key: str) -> bool:
-    """A true/false node-config key (absent: false); anything else is an error, never a guess."""
-    value = node.get(key, False)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        value = value.lower() == "true"
-    if not isinstance(value, bool):
-        raise FedmllmError(f"node config '{key}': {value!r} is not true or false")
-    return value
-
-
 @dataclass(frozen=True)
 class NodeTrust:
     """What this node agrees to load and run, whatever a server's message asks: the node's
-    operator decides (node config `trust-remote-code`, default false, and `models`, a
-    comma-separated allow-list of model ids / folders; absent = any model). docs/deployment.md"""
+    operator decides (node config `trust-remote-code`, default false; `models`, a comma-separated
+    allow-list of model ids / folders, absent = any model; `plugins`, the Python modules a run may
+    have it import, absent = none). docs/deployment.md"""
 
     trust_remote_code: bool = False
     models: tuple[str, ...] | None = None
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_node_config(cls, node: Mapping[str, Any]) -> NodeTrust:
         models = node.get("models")
-        allowed = tuple(m.strip() for m in str(models).split(",") if m.strip()) if models is not None else None
-        return cls(node_flag(node, "trust-remote-code"), allowed)
+        allowed = names(str(models)) if models is not None else None
+        return cls(node_flag(node, "trust-remote-code"), allowed, names(str(node.get("plugins", ""))))
+
+    def check_plugins(self, run: Mapping[str, Any], partition: int) -> None:
+        """Refuse a run that names modules this node has not allowed (reading its config imports them)."""
+        refused = [m for m in names(str(run.get("plugins", ""))) if m not in self.plugins]
+        if refused:
+            raise FedmllmError(
+                f"partition {partition}: this node imports only the plugins {list(self.plugins)} (node config "
+                f"'plugins'), but the run asks for {refused}"
+            )
 
     def check(self, cfg: RunConfig, partition: int) -> None:
         """Refuse, with the reason, a run this node does not allow (before anything loads)."""
@@ -146,6 +112,11 @@ class NodeTrust:
                 f"partition {partition}: this node loads only the models {list(self.models)} (node config "
                 f"'models'), not {cfg.model!r}"
             )
+
+
+def names(text: str) -> tuple[str, ...]:
+    """A comma-separated list, stripped, empties dropped."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def make_app(trust: NodeTrust | None = None) -> ClientApp:
@@ -167,6 +138,15 @@ def make_app(trust: NodeTrust | None = None) -> ClientApp:
 app = make_app()
 
 
+def config_of(run: dict[str, Any]) -> RunConfig:
+    """The run's config, validated once per run and process (every message of a run carries it)."""
+    key = json.dumps(run, sort_keys=True)
+    if key not in _CONFIGS:
+        _CONFIGS.clear()  # one run at a time per process: keep only the latest
+        _CONFIGS[key] = run_config(run, "train message")
+    return _CONFIGS[key]
+
+
 def fit(
     run: dict[str, Any],
     rnd: dict[str, Any],
@@ -175,48 +155,15 @@ def fit(
     correction: dict[str, torch.Tensor] | None,
     trust: NodeTrust,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train from the global tensors on this client's data; returns the trained tensors (clipped
-    when dp = "client") and the metrics the server reads."""
+    """This node's round: check the run against the node's trust, pick its data, train (fl/client_round.py)."""
     t0 = time.perf_counter()
-    cfg = run_config(run, "train message")
-    torch.set_num_threads(max(1, int(cfg.client_cpus)))
+    cfg = config_of(run)
     partition = partition_of(context)
     trust.check(cfg, partition)
-    samples = client_samples(run, context)
-    sess = session(model_spec(cfg))
-    sess.prompts.budget_mb = cfg.prompt_cache_mb
-    load_trainable(sess.model, global_params)
-    weights = prox_weights(  # the adaptive term, when on, replaces FedProx's (as the authors' code)
-        list(global_params),
-        fedprox_mu=cfg.prox_mu if cfg.algorithm == "fedprox" else 0.0,
-        adaptive_mu=cfg.prox_mu * cfg.adaptive_mu_weight if cfg.adaptive_regularization else None,
-        language_model=sess.family.language_model,
-        num_layers=sess.num_layers,
-        skip=cfg.adaptive_skip_layers,
+    samples = node_samples(run, context.node_config, partition)
+    lr, round_number = float(rnd["lr"]), int(rnd["round"])
+    trained, metrics = client_round(
+        cfg, samples, global_params, correction, lr=lr, rnd=round_number, partition=partition
     )
-    result = client.train(
-        sess,
-        samples,
-        lr=float(rnd["lr"]),
-        steps=cfg.local_steps,
-        batch_size=cfg.batch_size,
-        seed=client.seed_for(cfg.seed, int(rnd["round"]), partition),
-        variant=cfg.prompt_form,
-        group_by_length=cfg.group_by_length,
-        regularizer=Proximal(sess.model, global_params, weights) if weights else None,
-        correction=correction,
-    )
-    metrics = {
-        "partition-id": partition,
-        "num-examples": result.num_samples,
-        "train-loss": result.loss,
-        "steps": result.steps,
-        "model-loads": LOADS["count"],
-    }
-    if result.reg_grad_ratio is not None:  # only with a proximal/adaptive term
-        metrics["reg-grad-ratio"] = result.reg_grad_ratio
-    trained = trainable_state(sess.model)
-    if cfg.dp == "client":  # the update leaves this node clipped (the server adds the noise)
-        trained = privacy.clip_update(trained, global_params, cfg.dp_clipping_norm)
     metrics["seconds"] = time.perf_counter() - t0
     return trained, metrics

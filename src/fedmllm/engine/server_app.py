@@ -18,8 +18,10 @@ from fedmllm.engine.secagg import SecureRounds
 from fedmllm.engine.wakeup import TICK_SECONDS, Wakeup
 from fedmllm.errors import FedmllmError
 from fedmllm.fl.screen import ClientUpdate, Rejection
+from fedmllm.launch import launch
 from fedmllm.progress import progress_printer
-from fedmllm.run import RoundResult, TrainJob, create_run_dir, federate
+from fedmllm.run import federate
+from fedmllm.transport import RoundResult, TrainJob
 
 log = logging.getLogger(__name__)
 # how often the server asks for replies: a reply waits for the next poll, and every round waits
@@ -245,4 +247,9 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = run_config(context.run_config, "[tool.flwr.app.config]")
-    federate(cfg, create_run_dir(cfg), FlowerTransport(grid, context), report=progress_printer(cfg.rounds))
+    transport = FlowerTransport(grid, context)
+    launch(
+        cfg,
+        lambda c, run_dir, report, resume: federate(c, run_dir, transport, report, resume),
+        progress_printer(cfg.rounds),
+    )

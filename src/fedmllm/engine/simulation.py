@@ -13,7 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from fedmllm.config import RunConfig
-from fedmllm.engine.client_app import NodeTrust, make_app
+from fedmllm.engine.client_app import NodeTrust, make_app, names
 from fedmllm.engine.server_app import FlowerTransport
 from fedmllm.engine.wakeup import Wakeup, installed
 from fedmllm.run import federate
@@ -61,7 +61,7 @@ def simulate(
     `run_simulation` hands the ServerApp an empty run config, so the app built here closes over
     `cfg`. An error inside the ServerApp is carried out and raised here, where the CLI reports it.
     """
-    if cfg.algorithm == "centralized":  # no clients: the pooled data trains in this process
+    if cfg.algo.pools_data:  # no clients: the pooled data trains in this process
         return federate(cfg, run_dir, NoClients(), report, resume)
     outcome: dict[str, Any] = {}
     server = ServerApp()
@@ -80,7 +80,8 @@ def simulate(
     with installed(wakeup):
         run_simulation(
             server_app=server,
-            client_app=make_app(NodeTrust(trust_remote_code=cfg.trust_remote_code)),  # the user owns every node
+            # the user who starts a simulation owns every node
+            client_app=make_app(NodeTrust(cfg.trust_remote_code, plugins=names(cfg.plugins))),
             num_supernodes=cfg.num_clients,
             backend_config=backend_config(cfg),
             verbose_logging=logging.getLogger("flwr").isEnabledFor(logging.DEBUG),

@@ -21,6 +21,7 @@ from fedmllm.model.collate import IGNORE, collate, encode
 if TYPE_CHECKING:
     from fedmllm.model.load import Session
 from fedmllm.fl.regularize import Proximal, grad_ratio
+from fedmllm.fl.schedule import local_steps
 from fedmllm.scenarios.prompts import target_text
 
 
@@ -53,11 +54,6 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs, logits_to_keep=keep).logits
     return F.cross_entropy(logits.float().flatten(0, 1), labels[:, keep + 1].flatten(), ignore_index=IGNORE)
-
-
-def local_steps(num_samples: int, batch_size: int, steps: int) -> int:
-    """`steps` if set, else one epoch."""
-    return steps if steps > 0 else max(1, -(-num_samples // batch_size))
 
 
 def train(

@@ -298,28 +298,3 @@ def scaffold_client_control(c_k: Params, c: Params, w: Params, w_k: Params, step
         _check_same(c_k, p, what)
     scale = 1.0 / (steps * lr)
     return {name: _f32(c_k[name]) - _f32(c[name]) + scale * (_f32(w[name]) - _f32(w_k[name])) for name in c_k}
-
-
-RULES: dict[str, Rule] = {
-    "fedavg": fedavg,
-    "fedprox": fedavg,  # the proximal term is client-side; the server step is FedAvg's
-    "fedavgm": fedavgm,
-    "fedadagrad": fedadagrad,
-    "fedadam": fedadam,
-    "fedyogi": fedyogi,
-    "fedmedian": fedmedian,
-    "fedtrimmedavg": fedtrimmedavg,
-    "krum": krum,
-    "scaffold": scaffold,
-}
-
-
-def aggregate(
-    name: str, state: State, w: Params, clients: list[Params], weights: list[float], hp: ServerHyper
-) -> tuple[Params, State]:
-    """Apply server rule `name` (a key of RULES); returns (new global params, new state)."""
-    try:
-        rule = RULES[name]
-    except KeyError:
-        raise ValueError(f"unknown server rule {name!r}; known: {', '.join(RULES)}") from None
-    return rule(state, w, clients, weights, hp)

@@ -1,8 +1,14 @@
-"""The clients' learning rate per round: linear warm-up, then cosine decay over the rounds."""
+"""The clients' schedule: the learning rate per round (linear warm-up, then cosine decay over the
+rounds) and the optimiser steps per round."""
 
 from __future__ import annotations
 
 import math
+
+
+def local_steps(num_samples: int, batch_size: int, steps: int) -> int:
+    """`steps` if set, else one epoch."""
+    return steps if steps > 0 else max(1, -(-num_samples // batch_size))
 
 
 def cosine_lr(round_index: int, rounds: int, base_lr: float, warmup: float = 0.01) -> float:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from fedmllm.fl import privacy
-from fedmllm.fl.client import local_steps
 from fedmllm.fl.rules import Params
+from fedmllm.fl.schedule import local_steps
 from fedmllm.fl.state import mismatch, shapes
 
 RECENT_NORMS = 8  # accepted update norms kept as the reference of a round with a single update

@@ -7,15 +7,16 @@ a client only swaps the trainable tensors (LoRA + projector) in and out.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForImageTextToText
 
 from fedmllm.errors import FedmllmError
-from fedmllm.model import smol, tiny
+from fedmllm.model.builtin import BUILT_IN, ensure
 from fedmllm.model.collate import PromptCache
 from fedmllm.model.compat import load_processor
 from fedmllm.model.families import Family, attention_pattern, family_of
@@ -34,6 +35,12 @@ class ModelSpec:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+
+
+def model_spec(cfg: Any) -> ModelSpec:
+    """The spec a run config names: `model`, and the fields of the same names as ModelSpec's."""
+    same = {f.name: getattr(cfg, f.name) for f in fields(ModelSpec) if f.name != "name"}
+    return ModelSpec(name=cfg.model, **same)
 
 
 @dataclass
@@ -74,10 +81,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 def resolve_source(name: str) -> str:
     """The path or hub id to hand to `from_pretrained`; builds the tiny model on first use (one
     fixed checkpoint, like a hub model: run seeds never change the base weights)."""
-    if name == tiny.NAME:
-        return str(tiny.ensure())
-    if name == smol.NAME:  # needs the optional SmolLM2 weights; smol.ensure says how to install them
-        return str(smol.ensure())
+    if name in BUILT_IN:  # smol needs its optional extra; its ensure says how to install it
+        return str(ensure(name))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
