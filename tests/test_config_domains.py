@@ -47,6 +47,17 @@ def anything(v, c):
     return True
 
 
+def hub_columns(v: str) -> bool:
+    """'' or 'role=column,...': known roles, each once, non-empty columns holding no '='."""
+    if not v.strip():
+        return True
+    pairs = [part.partition("=") for part in v.split(",")]
+    roles = [role.strip() for role, _, _ in pairs]
+    known = {"id", "image", "text", "question", "answer", "answer_type", "language", "label", "instruction"}
+    columns_ok = all(sep and column.strip() and "=" not in column for _, sep, column in pairs)
+    return columns_ok and set(roles) <= known and len(set(roles)) == len(roles)
+
+
 def krum_ok(c) -> bool:
     return c.algorithm != "krum" or c.sampled_per_round >= c.krum_byzantine + 2
 
@@ -66,12 +77,13 @@ DOMAINS = {
     "lora_dropout": within(0, 1, open_high=True),
     "dataset": one_of(*DATASET_NAMES),
     "data_dir": lambda v, c: printable(v),
+    "data_columns": lambda v, c: printable(v) and hub_columns(v),
     "synthetic_train": within(1, 1_000_000),
     "synthetic_test": within(1, 1_000_000),
     "synthetic_dev": within(1, 1_000_000),
     "synthetic_seed": within(0, 2**32 - 1),
     "num_clients": lambda v, c: 1 <= v <= 100_000 and c.clients_per_round <= v and attack_ok(c),
-    "partition": one_of("dirichlet", "iid"),
+    "partition": one_of("auto", "dirichlet", "iid"),
     "dirichlet_alpha": within(0, 1e6, open_low=True),
     "scenario": one_of("none", "missing", "cross_modality", "hybrid", "cross_task"),
     "missing_rate": within(0, 1),
@@ -115,6 +127,8 @@ DOMAINS = {
     "dp": lambda v, c: v == "none" or (v in ("client", "server") and c.algorithm not in BASELINES),
     "dp_noise_multiplier": within(0, INF, open_high=True),
     "dp_clipping_norm": within(0, INF, open_low=True, open_high=True),
+    "dp_delta": within(0, 1, open_low=True, open_high=True),
+    "dp_target_epsilon": lambda v, c: v == 0 or (0 < v < INF and c.dp != "none" and c.dp_noise_multiplier > 0),
     "secagg": lambda v, c: (
         not v or (c.algorithm in ("fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi"))
     ),

@@ -8,6 +8,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from conftest import meme
 from fedmllm.config import RunConfig
 from fedmllm.data.sample import Sample
+from fedmllm.errors import FedmllmError
 from fedmllm.evaluation import metrics
 from fedmllm.evaluation.vqa import normalise, token_recall, vqa_scores
 from fedmllm.scenarios import modality, partition, prompts, split
@@ -64,8 +65,10 @@ def test_cross_task_gives_image_task_and_text_task(tmp_path):
 
 def test_dirichlet_refuses_unlabelled_data(tmp_path):
     vqa = [Sample(f"v{i}", tmp_path / "x.png", None, "q", "a", task="vqa") for i in range(50)]
-    with pytest.raises(Exception, match="use partition = 'iid'"):
-        split.build(vqa, RunConfig(scenario="none"))
+    with pytest.raises(
+        FedmllmError, match="dataset 'hateful_memes' has no class labels for label skew; use partition = 'iid'"
+    ):
+        split.build(vqa, RunConfig(scenario="none", partition="dirichlet"))
 
 
 def test_prompt_augmentation_yields_one_instruction_form(tmp_path):

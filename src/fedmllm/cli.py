@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("name", choices=tuple(BUILT_IN))
     build.add_argument("--out", type=Path, help="model folder (default: the fedmllm cache, where --model NAME looks)")
     build.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the alignment data")
+    sub.add_parser(
+        "models",
+        help="list the model families the tests federate and those known not to work, with the reason",
+    )
     return parser
 
 
@@ -268,6 +272,24 @@ def cmd_model(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_models(args: argparse.Namespace) -> None:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    from fedmllm.model.families import NOT_WORKING, TESTED
+
+    print(f"tested ({len(TESTED)}): a tiny checkpoint of each is built, loaded, trained and federated by the tests")
+    for name, what in TESTED.items():
+        print(f"  {name:24} {what}")
+    print(f"known not to work ({len(NOT_WORKING)}):")
+    for name, why in sorted(NOT_WORKING.items()):
+        print(f"  {name:24} {why}")
+    others = len(set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES) - set(TESTED) - set(NOT_WORKING))
+    print(
+        f"the {others} other model types transformers maps to AutoModelForImageTextToText are tried: fedmllm finds "
+        "their decoder layers, attention projections and projector, or stops naming what it did not find"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
@@ -279,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": cmd_report,
             "deploy": cmd_deploy,
             "model": cmd_model,
+            "models": cmd_models,
         }
         commands[args.command](args)
     except FedmllmError as e:

@@ -23,6 +23,7 @@ from fedmllm.config_domains import (
     check_text,
     device_ok,
     finite,
+    parse_columns,
     show,
 )
 from fedmllm.data.registry import DATASETS
@@ -55,14 +56,29 @@ class RunConfig:
     lora_dropout: float = _f(0.05, "LoRA dropout")
     # data
     dataset: str = _f("hateful_memes", "dataset name", DATASET_NAMES)
-    data_dir: str = _f("", "folder of the dataset as published; empty = offline synthetic twin")
+    data_dir: str = _f(
+        "",
+        "folder of the dataset as published, or a Hugging Face Hub snapshot of it (parquet or arrow files), "
+        "or hf://OWNER/NAME from the local Hub cache (never downloaded); empty = offline synthetic twin",
+    )
+    data_columns: str = _f(
+        "",
+        "Hub snapshots: the columns holding each field, 'role=column,...' (roles: id, image, text, question, "
+        "answer, answer_type, language, label, instruction); empty = the dataset's known Hub column names",
+    )
     synthetic_train: int = _f(1000, "training samples of the synthetic twin")
     synthetic_test: int = _f(1000, "test samples of the synthetic twin")
     synthetic_dev: int = _f(500, "dev (tuning) samples of the synthetic twin, where the dataset has a dev split")
     synthetic_seed: int = _f(0, "seed of the synthetic twin's content (fixed, like a published dataset)")
     # heterogeneity scenario
     num_clients: int = _f(10, "number of clients")
-    partition: str = _f("dirichlet", "how training samples are split over clients", ("dirichlet", "iid"))
+    partition: str = _f(
+        "auto",
+        "how training samples are split over clients: dirichlet = label skew (datasets with class labels), "
+        "iid = a seeded even split, auto = dirichlet where the training samples have class labels "
+        "(hateful_memes, crisismmd), else iid (vqa_rad, slake, medalpaca)",
+        ("auto", "dirichlet", "iid"),
+    )
     dirichlet_alpha: float = _f(0.5, "Dirichlet label-skew concentration (lower = more skewed)")
     scenario: str = _f("missing", "modality scenario", ("none", "missing", "cross_modality", "hybrid", "cross_task"))
     missing_rate: float = _f(0.3, "missing: per-sample chance to lose the image, and (independently) the text")
@@ -148,6 +164,11 @@ class RunConfig:
     )
     dp_noise_multiplier: float = _f(1.0, "DP: noise std = noise_multiplier * clipping_norm / sampled clients")
     dp_clipping_norm: float = _f(1.0, "DP: L2 bound of each client's update (w_k - w)")
+    dp_delta: float = _f(1e-5, "DP: the delta of the (epsilon, delta) reported each round; keep it below 1/num_clients")
+    dp_target_epsilon: float = _f(
+        0.0,
+        "DP: stop before the round that would take the cumulative epsilon (at dp_delta) above this; 0 = no target",
+    )
     secagg: bool = _f(False, "aggregate with Flower's SecAgg+: the server sees only the sum of masked updates")
     update_dtype: str = _f(
         "float32",
@@ -205,6 +226,7 @@ class RunConfig:
         self._check_combinations()
         self._check_prompt_variant()
         self._check_server_step()
+        self._check_dp_budget()
 
     def _check_dp_bounds(self) -> None:
         if self.dp_noise_multiplier < 0 or self.dp_clipping_norm <= 0:
@@ -283,6 +305,28 @@ class RunConfig:
                     f"config key 'eval_split': {name} '{getattr(self, name)}' has no dev split in its published "
                     "layout (only train and test); tune on a dataset that has one, or use eval_split = 'test'"
                 )
+
+    def _check_dp_budget(self) -> None:
+        """A privacy target needs DP with noise, and must allow at least the first round (its
+        epsilon is known before any round: q = clients per round / num_clients)."""
+        if self.dp_target_epsilon == 0:
+            return
+        if self.dp == "none" or self.dp_noise_multiplier == 0:
+            raise FedmllmError(
+                "config keys 'dp_target_epsilon', 'dp' and 'dp_noise_multiplier': a privacy target needs dp = "
+                f"'client' or 'server' with dp_noise_multiplier > 0 (got dp = {self.dp!r}, dp_noise_multiplier = "
+                f"{self.dp_noise_multiplier}: no finite epsilon); set dp_target_epsilon = 0 for none"
+            )
+        from fedmllm.fl import accountant  # here only: it loads dp-accounting (~0.8 s)
+
+        rate = accountant.sampling_rate(self.sampled_per_round, self.num_clients)
+        first = accountant.epsilon([rate], self.dp_noise_multiplier, self.dp_delta)
+        if first > self.dp_target_epsilon:
+            raise FedmllmError(
+                f"config key 'dp_target_epsilon': {self.dp_target_epsilon:g} is below the first round's epsilon "
+                f"{first:.3f} (q = {rate:g}, dp_noise_multiplier = {self.dp_noise_multiplier:g}, dp_delta = "
+                f"{self.dp_delta:g}), so no round could run; raise it, or the noise multiplier"
+            )
 
     def _check_prompt_variant(self) -> None:
         augmented = self.prompt_variant in ("augmented", "augmented_answer_line")
@@ -381,6 +425,8 @@ def _check_domain(key: str, value: Any) -> None:
         )
     if key in TEXT_FIELDS:
         check_text(key, value)
+    if key == "data_columns":
+        parse_columns(value)
     if key == "plugins" and not all(MODULE.fullmatch(m.strip()) for m in value.split(",") if value.strip()):
         raise FedmllmError(f"config key 'plugins': must be comma-separated module names (a.b, c), got {show(value)}")
 

@@ -28,7 +28,9 @@ RAY_STEP = 1e-4  # Ray refuses a fractional resource finer than this
 # Unicode categories refused in names and paths: control characters (NUL ends a C path, a newline
 # breaks the log and the recorded config), lone surrogates (no UTF-8 form to record), line breaks.
 BAD_TEXT = ("Cc", "Cs", "Zl", "Zp")
-TEXT_FIELDS = ("model", "data_dir", "text_data_dir", "ood_data_dir", "out")  # a hub id or a path
+TEXT_FIELDS = ("model", "data_dir", "text_data_dir", "ood_data_dir", "out", "data_columns")  # a hub id, a path, ...
+# data_columns: which column of a Hub dataset snapshot holds each field a loader reads (data/hub.py)
+COLUMN_ROLES = ("id", "image", "text", "question", "answer", "answer_type", "language", "label", "instruction")
 MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a plugin: a dotted module name
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]{0,2}))?")  # [0-9]: \d would take any Unicode digit
 
@@ -76,6 +78,8 @@ FLOAT_DOMAINS = {
     "round_timeout": NON_NEGATIVE,  # 0 = no timeout
     "dp_noise_multiplier": NON_NEGATIVE,
     "dp_clipping_norm": POSITIVE,
+    "dp_delta": Interval(0.0, 1.0, open_low=True, open_high=True),
+    "dp_target_epsilon": NON_NEGATIVE,  # 0 = no target
     "client_cpus": Interval(RAY_STEP, 1024.0),  # int(client_cpus) becomes torch's thread count
     "client_gpus": Interval(0.0, MAX_CUDA_INDEX + 1.0),  # and 0 or >= RAY_STEP (_check_resources)
     "max_weight_share": Interval(0.0, 1.0, open_low=True),
@@ -126,6 +130,29 @@ def finite(value: float) -> bool:
 
 def device_ok(value: str) -> bool:
     return DEVICE.fullmatch(value) is not None and int(value.partition(":")[2] or 0) <= MAX_CUDA_INDEX
+
+
+def parse_columns(value: str) -> dict[str, str]:
+    """data_columns, "role=column,role=column", as {role: column}; blank is no mapping. A column
+    name keeps its inner spaces; it cannot hold ',' or '=' (they separate the pairs)."""
+    if not value.strip():
+        return {}
+    mapping: dict[str, str] = {}
+    for part in value.split(","):
+        role, sep, column = (text.strip() for text in part.partition("="))
+        if not sep or not column or "=" in column:
+            raise FedmllmError(
+                f"config key 'data_columns': expected ROLE=COLUMN pairs separated by commas "
+                f"(e.g. 'image=img,question=q'), got {show(part)} in {show(value)}"
+            )
+        if role not in COLUMN_ROLES:
+            raise FedmllmError(
+                f"config key 'data_columns': unknown role {show(role)} (roles: {', '.join(COLUMN_ROLES)})"
+            )
+        if role in mapping:
+            raise FedmllmError(f"config key 'data_columns': role '{role}' is mapped twice in {show(value)}")
+        mapping[role] = column
+    return mapping
 
 
 def check_text(key: str, value: str) -> None:

@@ -15,9 +15,11 @@ def print_round(row: dict[str, Any], rounds: int) -> None:
     rejected = sorted({r["partition"] for r in row.get("rejected", [])})
     print(
         f"round {row['round']:>3}/{rounds} | clients {row['clients']}{f' (rejected {rejected})' if rejected else ''} | "
-        f"loss {loss} | {format_metrics(row)} | {row['seconds']:.1f} s | {mb:.2f} MB",
+        f"loss {loss} | {format_metrics(row)} | {row['seconds']:.1f} s | {mb:.2f} MB{format_epsilon(row)}",
         flush=True,
     )
+    if row.get("stopped"):  # the privacy budget ends the run before the next round
+        print(row["stopped"], flush=True)
 
 
 MAIN_METRICS = ("auc", "accuracy", "macro_f1", "closed_accuracy", "open_recall", "overall", "recall")
@@ -25,6 +27,13 @@ MAIN_METRICS = ("auc", "accuracy", "macro_f1", "closed_accuracy", "open_recall",
 
 def format_metrics(row: dict[str, Any]) -> str:
     return " ".join(f"{k} {row[k]:.3f}" for k in MAIN_METRICS if k in row)
+
+
+def format_epsilon(row: dict[str, Any]) -> str:
+    """With DP: the cumulative epsilon after the round (null in the row: no noise, infinite)."""
+    if "epsilon" not in row:
+        return ""
+    return f" | epsilon {'inf' if row['epsilon'] is None else format(row['epsilon'], '.2f')}"
 
 
 def progress_printer(rounds: int) -> Callable[[dict[str, Any]], None]:

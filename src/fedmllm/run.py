@@ -7,6 +7,7 @@ in `engine/`), so this file holds the logic and the engine only moves messages.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
 from fedmllm.evaluation.plots import plot_rounds
 from fedmllm.evaluation.scoring import evaluate as evaluate_samples
-from fedmllm.fl import client, privacy
+from fedmllm.fl import accountant, client, privacy
 from fedmllm.fl.attacks import attackers
 from fedmllm.fl.schedule import cosine_lr, local_steps
 from fedmllm.fl.screen import ClientUpdate
@@ -64,7 +65,8 @@ def data_sizes(cfg: RunConfig) -> dict[str, int]:
 
 def load_dataset(name: str, data_dir: str, cfg: RunConfig, split_name: str) -> list[Sample]:
     folder = registry.resolve_folder(name, data_dir, data_sizes(cfg), cfg.synthetic_seed)
-    return registry.load_split(name, folder, split_name, allow_external=cfg.allow_external_paths)
+    columns = cfg.data_columns if (name, data_dir) == (cfg.dataset, cfg.data_dir) else ""  # the main dataset's
+    return registry.load_split(name, folder, split_name, allow_external=cfg.allow_external_paths, columns=columns)
 
 
 def prepare_data(
@@ -205,7 +207,14 @@ def federate(
     alive = set(ckpt.alive) if resume else set(nodes)  # a lost client is not sampled again
     recent_norms = list(ckpt.extra.get("norms", [])) if resume else []  # the norm screen's memory
     sizes = [len(shard) for shard in shards] if cfg.client_data == "split" else None
+    rates = [r["sampling_rate"] for r in history] if cfg.dp != "none" else []  # the accountant's rounds so far
+    stopped = None
     for rnd in range(state.round + 1, cfg.rounds + 1):
+        if cfg.dp != "none":
+            rate = round_rate(cfg, alive)
+            if stopped := over_budget(cfg, rates, rate):  # a resumed run that had stopped before this round
+                log.info("%s", stopped)
+                break
         t0 = time.perf_counter()
         state.begin_round(rnd)
         lr = cosine_lr(rnd - 1, cfg.rounds, cfg.lr, cfg.warmup)
@@ -237,7 +246,10 @@ def federate(
             log.warning("round %d: no usable update (min_clients=%d), the model is unchanged", rnd, cfg.min_clients)
         state.round = rnd
         row = round_row(rnd, lr, result)
-        last = rnd == cfg.rounds
+        if cfg.dp != "none":
+            rates.append(rate)
+            stopped = spend(cfg, row, rates, alive, rnd)
+        last = rnd == cfg.rounds or stopped is not None
         if cfg.algo.per_client_models:
             if last:
                 latest = evaluate_local(sess, tests, cfg, state)
@@ -253,8 +265,41 @@ def federate(
         extra = {"latest": latest, "norms": recent_norms}
         checkpoint.save(run_dir, checkpoint.Checkpoint(state, zero_shot, sorted(alive), cfg.to_dict(), extra))
         report and report(row)
+        if stopped:  # the reason is in the row (the progress line prints it) and in the summary
+            break
     lost = sorted(set(nodes) - alive)
-    return finish(cfg, run_dir, sess, state, zero_shot, latest, history, started, lost)
+    return finish(cfg, run_dir, sess, state, zero_shot, latest, history, started, lost, stopped)
+
+
+def round_rate(cfg: RunConfig, alive: set[int]) -> float:
+    """The accountant's q for the next round: the clients it samples over those still reachable (a
+    lost client is never sampled again, so the others are sampled more often)."""
+    return accountant.sampling_rate(min(cfg.sampled_per_round, len(alive)), len(alive))
+
+
+def over_budget(cfg: RunConfig, rates: list[float], rate: float) -> str | None:
+    """Why the next round (sampled at `rate`) may not run: it would take the cumulative epsilon
+    above dp_target_epsilon. None without a target, or within it."""
+    if cfg.dp_target_epsilon == 0:
+        return None
+    eps = accountant.epsilon([*rates, rate], cfg.dp_noise_multiplier, cfg.dp_delta)
+    if eps <= cfg.dp_target_epsilon:
+        return None
+    return (
+        f"privacy budget: round {len(rates) + 1} would take epsilon to {eps:.3f} > dp_target_epsilon "
+        f"{cfg.dp_target_epsilon:g} (delta {cfg.dp_delta:g}); stopped after round {len(rates)} of {cfg.rounds}"
+    )
+
+
+def spend(cfg: RunConfig, row: dict[str, Any], rates: list[float], alive: set[int], rnd: int) -> str | None:
+    """Record the round's sampling rate and cumulative epsilon in its row (null when infinite: no
+    noise; JSON has no infinity). Return why the run stops after it, also in the row, or None."""
+    eps = accountant.epsilon(rates, cfg.dp_noise_multiplier, cfg.dp_delta)
+    row["sampling_rate"], row["epsilon"] = rates[-1], eps if math.isfinite(eps) else None
+    stopped = over_budget(cfg, rates, round_rate(cfg, alive)) if rnd < cfg.rounds else None
+    if stopped:
+        row["stopped"] = stopped
+    return stopped
 
 
 def round_row(rnd: int, lr: float, result: RoundResult) -> dict[str, Any]:
@@ -292,9 +337,11 @@ def finish(
     history: list[dict[str, Any]],
     started: float,
     lost: list[int] | None = None,
+    stopped: str | None = None,
 ) -> dict[str, Any]:
     """Write the adapter (the global model; for Local, the mean-scored clients have no single
-    model, so the unchanged global one), the plot and the summary."""
+    model, so the unchanged global one), the plot and the summary. `rounds` counts the rounds
+    run: fewer than the config's when the privacy budget `stopped` the run."""
     load_trainable(sess.model, state.global_params)
     save_adapter(sess.model, run_dir)
     plot_rounds(history, zero_shot, run_dir / "metrics.png")
@@ -303,7 +350,7 @@ def finish(
         "zero_shot": zero_shot,
         "final": latest,
         "eval_split": cfg.eval_split,  # which split zero_shot, final and metrics.jsonl scored
-        "rounds": cfg.rounds,
+        "rounds": state.round,
         "seconds": time.perf_counter() - started,
         "seconds_per_round": sum(r["seconds"] for r in history) / len(history),
         "bytes_per_round": sum(r["bytes_sent"] + r["bytes_received"] for r in history) / len(history),
@@ -316,20 +363,37 @@ def finish(
     }
     if cfg.attack != "none":  # simulated Byzantine clients: who attacked, to read the rejections against
         summary["attack"] = {"kind": cfg.attack, "attackers": attackers(cfg.seed, cfg.num_clients, cfg.attackers)}
+    if stopped:
+        summary["stopped_early"] = {"after_round": state.round, "planned_rounds": cfg.rounds, "reason": stopped}
     if cfg.dp != "none":
-        summary["privacy"] = {
-            "dp": cfg.dp,
-            "noise_multiplier": cfg.dp_noise_multiplier,
-            "clipping_norm": cfg.dp_clipping_norm,
-            "noise_std_per_round": [
-                privacy.noise_std(cfg.dp_noise_multiplier, cfg.dp_clipping_norm, len(r["clients"]))
-                if r["clients"]
-                else 0.0
-                for r in history
-            ],
-        }
+        summary["privacy"] = privacy_summary(cfg, history)
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def privacy_summary(cfg: RunConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The DP settings, the noise and the budget spent: epsilon after each round at dp_delta
+    (null: infinite, no noise), and, for comparison, the epsilon without the sampling assumption
+    (q = 1 each round; what Flower 1.42's fixed-clipping strategies account)."""
+    z, delta = cfg.dp_noise_multiplier, cfg.dp_delta
+    unsampled = accountant.epsilon([1.0] * len(history), z, delta)
+    return {
+        "dp": cfg.dp,
+        "noise_multiplier": z,
+        "clipping_norm": cfg.dp_clipping_norm,
+        "noise_std_per_round": [
+            privacy.noise_std(z, cfg.dp_clipping_norm, len(r["clients"])) if r["clients"] else 0.0 for r in history
+        ],
+        "delta": delta,
+        "sampling_rate": accountant.sampling_rate(cfg.sampled_per_round, cfg.num_clients),
+        "sampling_rate_per_round": [r["sampling_rate"] for r in history],
+        "epsilon_per_round": [r["epsilon"] for r in history],
+        "epsilon": history[-1]["epsilon"],
+        "epsilon_without_sampling": unsampled if math.isfinite(unsampled) else None,
+        "target_epsilon": cfg.dp_target_epsilon or None,
+        "accountant": accountant.ACCOUNTANT,
+        "assumptions": accountant.ASSUMPTIONS,
+    }
 
 
 def rejection_counts(history: list[dict[str, Any]]) -> dict[str, Any]:

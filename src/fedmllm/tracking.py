@@ -22,6 +22,8 @@ def tag(key: str) -> str | None:
         return "time/seconds_per_round"
     if key == "client_seconds":
         return "time/client_seconds"
+    if key in ("epsilon", "sampling_rate"):  # DP's budget spent so far, and the accountant's q
+        return f"privacy/{key}"
     return f"test/{key}"
 
 

@@ -13,6 +13,8 @@ from fedmllm.bench.stats import mean_ci
 
 matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_bars(data: dict[str, dict[Any, list[float]]], metric: str, title: str, path: Path) -> None:
@@ -39,6 +41,13 @@ def plot_bars(data: dict[str, dict[Any, list[float]]], metric: str, title: str, 
 
 def plot_curves(per_method: dict[str, list[list[dict[str, Any]]]], metric: str, title: str, path: Path) -> None:
     """The metric per round for each method, mean over seeds (rounds every seed evaluated)."""
+    fig = curves_figure(per_method, metric, title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curves_figure(per_method: dict[str, list[list[dict[str, Any]]]], metric: str, title: str) -> Figure:
+    """The figure of `plot_curves` (apart, so a test can read its axes)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (method, histories) in enumerate(per_method.items()):
         rounds = sorted(set.intersection(*({r["round"] for r in h if metric in r} for h in histories)))
@@ -46,11 +55,12 @@ def plot_curves(per_method: dict[str, list[list[dict[str, Any]]]], metric: str, 
         style = "--" if method.split(" + ")[0] in NO_GLOBAL_MODEL else "-"  # the baselines dashed
         ax.plot(rounds, means, style, marker="o", markersize=3, label=method, color=f"C{i % 10}")
     ax.set_xlabel("round (0 = zero-shot)")
+    # rounds are whole: no 2.5 tick; steps of 1, 2, 5 or 10 rounds (the default also allows 3, 6, 8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,16 @@ __all__ = ["DATASET_METRICS", "write_report"]  # DATASET_METRICS lives in matrix
 
 COLUMNS = (
     "model", "dataset", "scenario", "scenario_value", "algorithm", "strategy", "seed",
-    "metric", "value", "rounds", "bytes", "seconds", "phase", "eval_split",
+    "metric", "value", "rounds", "bytes", "seconds", "epsilon", "delta", "phase", "eval_split",
 )  # fmt: skip
-# then one column per [tuning] grid key: the grid point (phase "tuning") or the value the cell
-# ran with (phase "main", for the keys tuned for its algorithm)
+# (epsilon, delta: a DP cell's privacy budget after its last round, empty without DP), then one
+# column per [tuning] grid key: the grid point (phase "tuning") or the value the cell ran with
+# (phase "main", for the keys tuned for its algorithm)
 ZERO_SHOT = "zero-shot"
+PRIVACY_NOTE = (
+    "RDP accountant; clients assumed Poisson-sampled at rate clients per round / num_clients (each cell's "
+    "summary.json `privacy` states the assumptions)."
+)
 REFERENCE = "fedavg"  # the row every federated row is compared with, paired by seed
 Table = dict[str, dict[Any, dict[int, float]]]  # method -> scenario value -> seed -> metric
 HEADER = [
@@ -97,7 +103,7 @@ def collect(
             "rounds": summary["rounds"],
             "bytes": round(summary["bytes_per_round"] * summary["rounds"]),
             "seconds": round(summary["seconds"], 1),
-        }
+        } | budget(summary)
         tail = {"phase": phase, "eval_split": summary.get("eval_split", "test")}  # older cells: test
         for metric, value in summary["final"].items():
             rows.append(
@@ -118,13 +124,23 @@ def collect(
                 rows.append(
                     base
                     | {"algorithm": ZERO_SHOT, "strategy": prompt, "metric": metric, "value": value}
-                    | {"rounds": 0, "bytes": 0, "seconds": 0.0}
+                    | {"rounds": 0, "bytes": 0, "seconds": 0.0, "epsilon": None, "delta": None}
                     | tail
                     | blank
                 )
         lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         history[cell] = [{"round": 0, **summary["zero_shot"]}] + [json.loads(line) for line in lines]
     return rows, failed, history
+
+
+def budget(summary: dict[str, Any]) -> dict[str, Any]:
+    """A DP cell's final epsilon at its delta (inf: no noise); None without DP, or for a cell
+    recorded before fedmllm reported epsilon."""
+    privacy = summary.get("privacy")
+    if privacy is None or "delta" not in privacy:
+        return {"epsilon": None, "delta": None}
+    eps = privacy["epsilon"]
+    return {"epsilon": math.inf if eps is None else eps, "delta": privacy["delta"]}
 
 
 def write_report(out: Path) -> dict[str, Any]:
@@ -257,6 +273,7 @@ def markdown(
     if matrix.tuning:
         lines += tuning_section(matrix, found or [])
     lines += overview(matrix, rows)
+    lines += privacy_section(matrix, rows)
     for (model, dataset, scenario), group in groups(rows).items():
         values = list(dict.fromkeys(r["scenario_value"] for r in group))
         swept = swept_key(matrix.scenarios[scenario])
@@ -292,6 +309,29 @@ def overview(matrix: Matrix, rows: list[dict[str, Any]]) -> list[str]:
         lines += ["| method | " + " | ".join(f"{s}={v}" for s, v in columns) + " |", "|---|" + "---:|" * len(columns)]
         for method in methods:
             lines.append(f"| {method} | " + " | ".join(t.get(method, "") for t in texts) + " |")
+    return lines
+
+
+def privacy_section(matrix: Matrix, rows: list[dict[str, Any]]) -> list[str]:
+    """Per model and dataset, the epsilon each DP method reached in each scenario column (the
+    largest over seeds: they differ only where a client was lost); nothing without DP cells."""
+    spent: dict[tuple[str, str], dict[str, dict[tuple[str, Any], tuple[float, float]]]] = defaultdict(dict)
+    for r in rows:
+        if r.get("epsilon") is None:  # no DP (rows built by hand may lack the key)
+            continue
+        per = spent[r["model"], r["dataset"]].setdefault(method_name(r["algorithm"], r["strategy"]), {})
+        key, value = (r["scenario"], r["scenario_value"]), (r["epsilon"], r["delta"])
+        per[key] = max(per[key], value) if key in per else value
+    lines = []
+    for (model, dataset), methods in spent.items():
+        columns = list(dict.fromkeys(k for per in methods.values() for k in per))
+        lines += ["", f"## Privacy budget: {model} · {dataset} — epsilon (delta) after the last round", ""]
+        lines += ["| method | " + " | ".join(f"{s}={v}" for s, v in columns) + " |", "|---|" + "---:|" * len(columns)]
+        for method in (m for m in method_order(matrix) if m in methods):
+            per = methods[method]
+            texts = [f"{per[c][0]:.2f} ({per[c][1]:g})" if c in per else "" for c in columns]
+            lines.append(f"| {method} | " + " | ".join(texts) + " |")
+        lines += ["", PRIVACY_NOTE]
     return lines
 
 

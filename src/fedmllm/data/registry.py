@@ -1,4 +1,5 @@
-"""Datasets by plain name. Adding one is a loader module plus one line in DATASETS."""
+"""Datasets by plain name. Adding one is a loader module plus one line in DATASETS (and a table in
+hub.py for its Hub copies)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedmllm.data import crisismmd, hateful_memes, medalpaca, slake, vqa_rad
+from fedmllm.data import crisismmd, hateful_memes, hub, hub_files, medalpaca, slake, vqa_rad
 from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import crisis, medqa, medvqa, memes
 from fedmllm.errors import FedmllmError
@@ -61,12 +62,22 @@ def get(name: str) -> DatasetSpec:
 
 
 def resolve_folder(name: str, data_dir: str, sizes: dict[str, int], seed: int) -> Path:
-    """The user's folder as given, or the synthetic twin (generated on first use) when empty."""
+    """The user's folder as given (its published layout, or a Hub snapshot of parquet or arrow
+    files), `hf://OWNER/NAME` from the local Hub cache, or the synthetic twin (generated on first
+    use) when empty."""
     spec = get(name)
     if data_dir:
-        folder = Path(data_dir).expanduser()
+        if data_dir.startswith(hub_files.SCHEME):
+            folder = hub_files.resolve_uri(data_dir)
+        else:
+            folder = Path(data_dir).expanduser()
+        if hub_files.is_snapshot(folder):
+            return folder
         if not any(folder.glob(spec.marker)):
-            raise FedmllmError(f"{folder}: not a {name} folder (no {spec.marker} found)")
+            raise FedmllmError(
+                f"{folder}: not a {name} folder (no {spec.marker} found); nor a Hub snapshot "
+                f"(no {' or '.join('*' + s for s in hub_files.SUFFIXES)} files)"
+            )
         return folder
     tag = "-".join(f"{k}{v}" for k, v in sorted(sizes.items()))
     folder = cache_dir() / "data" / f"synthetic-{name}-v{spec.version}-{tag}-seed{seed}"
@@ -76,8 +87,16 @@ def resolve_folder(name: str, data_dir: str, sizes: dict[str, int], seed: int) -
     return folder
 
 
-def load_split(name: str, folder: Path, split: str, *, allow_external: bool = False) -> list[Sample]:
+def load_split(name: str, folder: Path, split: str, *, allow_external: bool = False, columns: str = "") -> list[Sample]:
     """One split of a dataset. Image paths must resolve inside `folder` (symlinks followed) unless
     `allow_external` (the run's `allow_external_paths`): the folder is untrusted input, and the
-    paths end up in the client shards."""
+    paths end up in the client shards. `columns` (the run's `data_columns`) maps a Hub snapshot's
+    columns; a native layout has fixed fields, so it refuses one rather than ignore it."""
+    if hub_files.is_snapshot(Path(folder)):
+        return hub.load(name, Path(folder), split, allow_external=allow_external, columns=columns)
+    if columns.strip():
+        raise FedmllmError(
+            f"config key 'data_columns': {columns!r} maps the columns of a Hub snapshot (parquet or arrow files), "
+            f"but {folder} holds {name} in its published layout; leave data_columns empty"
+        )
     return get(name).load(folder, split, allow_external=allow_external)

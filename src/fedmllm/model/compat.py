@@ -1,14 +1,16 @@
 """Loading processors with a video slot on machines without torchvision.
 
 In transformers 5 every video processor needs torchvision, and a processor whose `__init__` has a
-`video_processor` argument (LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL, SmolVLM) cannot be constructed
+`video_processor` argument (LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5, InternVL,
+MiniCPM-V 4.6, SmolVLM) cannot be constructed
 or loaded without it, even for images only: `AutoProcessor.from_pretrained` fails with
 "video_processing_auto requires the Torchvision library". fedmllm never feeds videos, so
 `load_processor` falls back to an image-only subclass of the same processor: `ProcessorMixin` reads
 a processor's sub-processors from its `__init__` signature, so leaving `video_processor` out of the
 signature makes it load (and save) the image processor and the tokenizer only. The subclasses
 keep their base class's `__name__`, so a processor saved from one records the original class and
-loads with plain `AutoProcessor` wherever torchvision is installed.
+loads with plain `AutoProcessor` wherever torchvision is installed. PixtralProcessor (Mistral 3)
+has no video slot but imports a torchvision module: `pixtral_processor` below.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from pathlib import Path
 from transformers import (
     AutoConfig,
     AutoProcessor,
+    InternVLProcessor,
     LlavaOnevisionProcessor,
+    MiniCPMV4_6Processor,
     ProcessorMixin,
     Qwen2_5_VLProcessor,
     Qwen2VLProcessor,
+    Qwen3VLProcessor,
     SmolVLMProcessor,
 )
 from transformers.utils import is_torchvision_available
@@ -68,6 +73,43 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 (mirrors 
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
+class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+class ImageOnlyInternVLProcessor(InternVLProcessor):
+    def __init__(self, image_processor=None, tokenizer=None, image_seq_length: int = 256, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, image_seq_length, chat_template, **kwargs)
+
+
+# the tokenizer attributes MiniCPMV4_6Processor.__init__ copies onto the processor
+MINICPM_TOKENS = (
+    "image_token",
+    "video_token",
+    "image_token_id",
+    "video_token_id",
+    "image_start_token",
+    "image_end_token",
+    "slice_start_token",
+    "slice_end_token",
+    "image_id_start_token",
+    "image_id_end_token",
+)
+
+
+class ImageOnlyMiniCPMV4_6Processor(MiniCPMV4_6Processor):  # noqa: N801 (mirrors the transformers name)
+    """MiniCPMV4_6Processor.__init__ also reads the video processor's slice and downsample modes."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+        self.slice_mode = image_processor.slice_mode
+        self.default_use_image_id = image_processor.use_image_id
+        self.image_token_divisor = 4 if image_processor.downsample_mode == "4x" else 16
+        for name in MINICPM_TOKENS:
+            setattr(self, name, getattr(tokenizer, name))
+
+
 class ImageOnlySmolVLMProcessor(SmolVLMProcessor):
     """SmolVLMProcessor.__init__ also insists on `num2words`, used for video prompts only."""
 
@@ -93,11 +135,35 @@ for _cls in (
     ImageOnlyLlavaOnevisionProcessor,
     ImageOnlyQwen2VLProcessor,
     ImageOnlyQwen2_5_VLProcessor,
+    ImageOnlyQwen3VLProcessor,
+    ImageOnlyInternVLProcessor,
+    ImageOnlyMiniCPMV4_6Processor,
     ImageOnlySmolVLMProcessor,
 ):
     _base = _cls.__mro__[1]
     _cls.__name__ = _base.__name__  # saved as "processor_class": the real class
     IMAGE_ONLY[_base.__name__] = _cls
+
+
+def pixtral_processor() -> type[ProcessorMixin]:
+    """PixtralProcessor (Mistral 3), which transformers offers only with torchvision: its module
+    imports the torchvision image processor's module for one helper, `get_resize_output_image_size`,
+    which the PIL image processor's module defines identically. It is imported with that module
+    standing in, for the import only."""
+    import sys
+
+    from transformers.models.pixtral import image_processing_pil_pixtral
+
+    name = "transformers.models.pixtral.image_processing_pixtral"
+    stand_in = name not in sys.modules and not is_torchvision_available()
+    if stand_in:
+        sys.modules[name] = image_processing_pil_pixtral
+    try:
+        from transformers.models.pixtral.processing_pixtral import PixtralProcessor
+    finally:
+        if stand_in:
+            del sys.modules[name]
+    return PixtralProcessor
 
 
 def _processor_class_name(source: str, trust_remote_code: bool) -> str | None:
@@ -127,6 +193,8 @@ def load_processor(source: str, trust_remote_code: bool = False, **kwargs) -> Pr
         if is_torchvision_available():
             raise
         name = _processor_class_name(source, trust_remote_code)
+        if name == "PixtralProcessor":
+            return pixtral_processor().from_pretrained(source, **kwargs)
         if name not in IMAGE_ONLY:
             raise
         log.info("torchvision is not installed: loading %s without its video processor", name)

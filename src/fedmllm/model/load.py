@@ -19,7 +19,7 @@ from fedmllm.errors import FedmllmError
 from fedmllm.model.builtin import BUILT_IN, ensure
 from fedmllm.model.collate import PromptCache
 from fedmllm.model.compat import load_processor
-from fedmllm.model.families import Family, attention_pattern, family_of
+from fedmllm.model.families import Family, check_model_type, find_family, prompt_rule
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,13 @@ def resolve_source(name: str) -> str:
 
 
 def check_model(spec: ModelSpec) -> str:
-    """The checkpoint's model type, after checking that its config loads and its family is known."""
+    """The checkpoint's model type, after checking that its config loads and fedmllm may try it."""
     source = resolve_source(spec.name)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError, ImportError) as e:
         raise FedmllmError(f"model '{spec.name}': cannot load ({str(e).splitlines()[0]})") from None
-    family_of(config.model_type, spec.name)
-    return config.model_type
+    return check_model_type(config, spec.name)
 
 
 def load_base(spec: ModelSpec) -> tuple[torch.nn.Module, object, str]:
@@ -116,9 +115,24 @@ def load_base(spec: ModelSpec) -> tuple[torch.nn.Module, object, str]:
     except (OSError, ValueError, ImportError) as e:
         # transformers says "not a valid model identifier" / "Unrecognized configuration" here
         raise FedmllmError(f"model '{spec.name}': cannot load ({str(e).splitlines()[0]})") from None
+    check_chat_template(processor, spec.name, model_type)
     LOADS["count"] += 1
     log.info("loaded base model %s (load #%d in this process)", source, LOADS["count"])
     return model.to(device), processor, model_type
+
+
+def check_chat_template(processor: object, name: str, model_type: str) -> None:
+    """Prompts go through the processor's chat template: a checkpoint without one gets its
+    family's from families.PROMPT_RULES, or stops here."""
+    if getattr(processor, "chat_template", None):
+        return
+    fallback = prompt_rule(processor).chat_template
+    if fallback is None:
+        raise FedmllmError(
+            f"model '{name}' (model type '{model_type}'): its processor has no chat template "
+            "(fedmllm builds every prompt with it; add one to the checkpoint's chat_template.jinja)"
+        )
+    processor.chat_template = fallback
 
 
 def wrap_lora(model: torch.nn.Module, family: Family, spec: ModelSpec) -> PeftModel:
@@ -127,8 +141,8 @@ def wrap_lora(model: torch.nn.Module, family: Family, spec: ModelSpec) -> PeftMo
         r=spec.lora_r,
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
-        target_modules=attention_pattern(family),
-        modules_to_save=[family.projector],
+        target_modules=family.targets,
+        modules_to_save=list(family.projectors),
         task_type="CAUSAL_LM",
     )
     # LoRA A matrices are random; a fixed seed makes the initial adapter part of the starting
@@ -140,8 +154,8 @@ def wrap_lora(model: torch.nn.Module, family: Family, spec: ModelSpec) -> PeftMo
 def session(spec: ModelSpec) -> Session:
     """The process-wide model for `spec`, loaded on first use."""
     if spec not in _SESSIONS:
-        base, processor, model_type = load_base(spec)
-        family = family_of(model_type, spec.name)
+        base, processor, _ = load_base(spec)
+        family = find_family(base, spec.name)
         model = wrap_lora(base, family, spec)
         _SESSIONS[spec] = Session(
             model=model,

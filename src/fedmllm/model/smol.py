@@ -34,7 +34,7 @@ from fedmllm.data.sample import Sample
 from fedmllm.data.synthetic import memes
 from fedmllm.errors import FedmllmError
 from fedmllm.model.collate import collate, encode, open_image
-from fedmllm.model.train_loop import reproducible, train_encoded
+from fedmllm.model.train_loop import reproducible, step_progress, train_encoded
 from fedmllm.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,9 @@ def image_tokens(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Te
     return model.model.multi_modal_projector(out.hidden_states[-1][:, 1:])  # without CLIP's class token
 
 
-def warm_start(model: torch.nn.Module, processor: object, samples: list[Sample], steps: int, seed: int) -> float:
+def warm_start(
+    model: torch.nn.Module, processor: object, samples: list[Sample], steps: int, seed: int, quiet: bool = False
+) -> float:
     """Stage 1a, without the language model: regress each image's tokens onto the language
     model's own input embeddings of its colour and shape words (alternating over the patches).
     Cheap (no 30-layer backward pass), and it puts the image tokens where words live, so the
@@ -190,12 +192,14 @@ def warm_start(model: torch.nn.Module, processor: object, samples: list[Sample],
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     g = torch.Generator().manual_seed(seed)
     loss = torch.tensor(0.0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(samples), (64,), generator=g)
-        loss = torch.nn.functional.mse_loss(image_tokens(model, pixels[idx]), targets[idx]) / targets.var()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    with step_progress("smol warm start", steps, log_every=100, quiet=quiet) as report:
+        for step in range(steps):
+            idx = torch.randint(0, len(samples), (64,), generator=g)
+            loss = torch.nn.functional.mse_loss(image_tokens(model, pixels[idx]), targets[idx]) / targets.var()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            report(step, loss.item())
     return loss.item()
 
 
@@ -207,9 +211,11 @@ def align(
     steps: int = ALIGN_STEPS,
     warm_steps: int = WARM_STEPS,
     seed: int = 0,
+    quiet: bool = False,
 ) -> dict[str, float]:
     """LLaVA's stage 1: only the vision tower and the projector learn, the language model is
-    frozen. A warm start (`warm_start`), then the captioning loss through the frozen model."""
+    frozen. A warm start (`warm_start`), then the captioning loss through the frozen model.
+    Each stage shows a progress bar on a terminal unless `quiet` (`train_loop.step_progress`)."""
     train = caption_samples(workdir / "train", 2000, seed)
     held_out = caption_samples(workdir / "test", 100, seed + 1)
     for name, p in model.named_parameters():
@@ -217,7 +223,7 @@ def align(
     torch.manual_seed(seed)
     before = caption_accuracy(model, processor, held_out)
     started = time.perf_counter()
-    warm_loss = warm_start(model, processor, train, warm_steps, seed)
+    warm_loss = warm_start(model, processor, train, warm_steps, seed, quiet)
     warm_accuracy = caption_accuracy(model, processor, held_out)
     log.info("smol alignment warm start: loss %.3f, caption accuracy %.2f", warm_loss, warm_accuracy)
     encoded = {s.id: encode(processor, s, s.answer) for s in train}
@@ -234,6 +240,7 @@ def align(
         window=10,
         label="smol alignment",
         log_every=10,
+        quiet=quiet,
     )
     seconds = time.perf_counter() - started
     for p in model.parameters():
@@ -250,10 +257,18 @@ def align(
     }
 
 
-def ensure(folder: Path | None = None, seed: int = 0, steps: int = ALIGN_STEPS, warm_steps: int = WARM_STEPS) -> Path:
+def ensure(
+    folder: Path | None = None,
+    seed: int = 0,
+    steps: int = ALIGN_STEPS,
+    warm_steps: int = WARM_STEPS,
+    *,
+    quiet: bool = False,
+) -> Path:
     """Build, align and save the smol model into `folder` (the cache by default) unless it is
     there; written to a temporary sibling and renamed, so a killed build leaves nothing behind.
-    The alignment trains, so it runs under `reproducible`: the same bytes whatever the thread count."""
+    The alignment trains, so it runs under `reproducible`: the same bytes whatever the thread count.
+    On a terminal its two training stages show progress bars, unless `quiet`."""
     folder = Path(folder) if folder else default_folder(seed)
     if (folder / "config.json").is_file():
         return folder
@@ -264,7 +279,7 @@ def ensure(folder: Path | None = None, seed: int = 0, steps: int = ALIGN_STEPS, 
     log.info("aligning the smol model's vision side in %s (%d steps)", folder, steps)
     with reproducible(seed):
         model, processor = build(seed)
-        report = align(model, processor, tmp / "align-data", steps=steps, warm_steps=warm_steps, seed=seed)
+        report = align(model, processor, tmp / "align-data", steps=steps, warm_steps=warm_steps, seed=seed, quiet=quiet)
     shutil.rmtree(tmp / "align-data")
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)

@@ -132,13 +132,19 @@ def build(seed: int = 0, layers: int = LAYERS, hidden: int = 128) -> tuple[torch
 
 
 def ensure(
-    folder: Path | None = None, seed: int = 0, steps: int = PRETRAIN_STEPS, n_samples: int = PRETRAIN_SAMPLES
+    folder: Path | None = None,
+    seed: int = 0,
+    steps: int = PRETRAIN_STEPS,
+    n_samples: int = PRETRAIN_SAMPLES,
+    *,
+    quiet: bool = False,
 ) -> Path:
     """Build and save the tiny model into `folder` (the cache by default) unless it is there.
 
     The same bytes on every machine with the same packages and CPU instruction set, whatever its
     thread count (see `reproducible`). Written into a temporary sibling and renamed, so a killed
     build leaves nothing half-written. `steps` and `n_samples` shorten the recipe for tests.
+    On a terminal the pretraining shows a progress bar, unless `quiet`.
     """
     if folder is None and (steps, n_samples) != (PRETRAIN_STEPS, PRETRAIN_SAMPLES):
         raise FedmllmError(f"tiny.ensure: a shortened recipe (steps={steps}, n_samples={n_samples}) needs a folder")
@@ -158,6 +164,7 @@ def ensure(
             steps=steps,
             seed=seed,
             n_samples=n_samples,
+            quiet=quiet,
         )
     shutil.rmtree(tmp / "pretrain-data")
     log.info("tiny model pretrained: final loss %.3f", loss)

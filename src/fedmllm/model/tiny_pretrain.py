@@ -88,8 +88,10 @@ def pretrain(
     n_samples: int = 2000,
     batch_size: int = 16,
     lr: float = 1e-3,
+    quiet: bool = False,
 ) -> float:
-    """Full-parameter training on the synthetic caption/QA mix; returns the last 50 steps' loss."""
+    """Full-parameter training on the synthetic caption/QA mix; returns the last 50 steps' loss.
+    A progress bar on a terminal unless `quiet` (`train_loop.step_progress`)."""
     samples = make_samples(workdir, n_samples, seed, corpus)
     encoded = {s.id: encode(processor, s, target_text(s)) for s in samples}
     return train_encoded(
@@ -103,4 +105,5 @@ def pretrain(
         seed=seed,
         weight_decay=0.01,
         label="tiny-model pretraining",
+        quiet=quiet,
     )

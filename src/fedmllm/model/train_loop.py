@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fedmllm.data.batching import batches
 from fedmllm.data.sample import Sample
@@ -52,6 +55,44 @@ def reproducible(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
+def shows_bar(quiet: bool = False) -> bool:
+    """A bar on a terminal only: a log file, CI or a Ray worker gets the log lines (when INFO is
+    on), and so does a caller that asks `quiet`. The log level does not hide the bar: the bench
+    raises it to WARNING for one line per cell, and a first cell's model build is its longest wait."""
+    return not quiet and sys.stderr.isatty()
+
+
+@contextmanager
+def step_progress(
+    label: str, total: int, log_every: int, quiet: bool = False
+) -> Iterator[Callable[[int, float], None]]:
+    """Yield `report(step, loss)` for a build's steps: a progress bar with the loss and the time
+    left on a terminal, else one log line every `log_every` steps and at the last. Only reports:
+    the caller's computation is the same either way (the tiny model's bytes are pinned)."""
+    if not shows_bar(quiet):
+
+        def log_line(step: int, loss: float) -> None:
+            if step % log_every == 0 or step == total - 1:
+                log.info("%s step %d/%d loss %.3f", label, step + 1, total, loss)
+
+        yield log_line
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TextColumn("elapsed,"),
+        TimeRemainingColumn(),
+        TextColumn("left"),
+    )
+    # auto_refresh off: no render thread beside the training, the bar redraws on each step
+    with Progress(*columns, console=Console(stderr=True), auto_refresh=False) as bar:
+        task = bar.add_task(label, total=total, loss="-")
+        yield lambda step, loss: bar.update(task, completed=step + 1, loss=f"{loss:.3f}", refresh=True)
+
+
 def train_encoded(
     model: torch.nn.Module,
     processor: object,
@@ -67,9 +108,11 @@ def train_encoded(
     window: int = 50,
     label: str = "training",
     log_every: int = 100,
+    quiet: bool = False,
 ) -> float:
     """`steps` AdamW steps with a one-cycle schedule over pre-encoded samples (by sample id),
-    training whatever requires grad; returns the mean loss of the last `window` steps."""
+    training whatever requires grad; returns the mean loss of the last `window` steps. Progress:
+    a bar on a terminal unless `quiet`, else a log line every `log_every` steps (`step_progress`)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=pct_start)
@@ -77,16 +120,16 @@ def train_encoded(
     model.train()
     stream = batches(samples, batch_size, seed)
     recent: list[float] = []
-    for step in range(steps):
-        batch = collate([encoded[s.id] for s in next(stream)], processor.tokenizer.pad_token_id)
-        loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        recent = (recent + [loss.item()])[-window:]
-        if step % log_every == 0 or step == steps - 1:
-            log.info("%s step %d/%d loss %.3f", label, step + 1, steps, loss.item())
+    with step_progress(label, steps, log_every, quiet) as report:
+        for step in range(steps):
+            batch = collate([encoded[s.id] for s in next(stream)], processor.tokenizer.pad_token_id)
+            loss = model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            recent = (recent + [loss.item()])[-window:]
+            report(step, recent[-1])
     model.eval()
     return sum(recent) / len(recent)

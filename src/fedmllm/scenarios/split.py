@@ -7,6 +7,7 @@ they can be inspected, and each client reads only its own file.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -16,14 +17,14 @@ from fedmllm.data.sample import Sample
 from fedmllm.errors import FedmllmError
 from fedmllm.scenarios import modality, partition
 
+log = logging.getLogger(__name__)
+
 
 def build(samples: list[Sample], cfg: RunConfig, text_samples: list[Sample] | None = None) -> list[list[Sample]]:
     """Client shards for the scenario. `text_samples` (cross_task only) are the text clients' data."""
     if cfg.scenario == "cross_task":
         return cross_task(samples, text_samples or [], cfg)
-    if cfg.partition == "dirichlet":
-        if samples and samples[0].label is None:
-            raise FedmllmError(f"dataset '{cfg.dataset}' has no class labels: use partition = 'iid'")
+    if partition_rule(samples, cfg) == "dirichlet":
         shards = partition.dirichlet(samples, cfg.num_clients, cfg.dirichlet_alpha, cfg.seed)
     else:
         shards = partition.iid(samples, cfg.num_clients, cfg.seed)
@@ -34,6 +35,25 @@ def build(samples: list[Sample], cfg: RunConfig, text_samples: list[Sample] | No
     elif cfg.scenario == "hybrid":
         shards = modality.hybrid(shards, cfg.hybrid_rate, cfg.seed + 1)
     return check_nonempty(shards, cfg.scenario)
+
+
+def partition_rule(samples: list[Sample], cfg: RunConfig) -> str:
+    """The partition a run uses: "auto" is Dirichlet label skew where the training samples have class
+    labels (hateful_memes, crisismmd) and IID where they have none (the VQA and QA datasets). A set
+    with some labels missing goes to Dirichlet, which names the first unlabelled sample."""
+    labelled = any(s.label is not None for s in samples)
+    if cfg.partition == "auto":
+        rule = "dirichlet" if labelled else "iid"
+        log.info(
+            "partition auto: %s (dataset '%s' %s class labels)", rule, cfg.dataset, "has" if labelled else "has no"
+        )
+        return rule
+    if cfg.partition == "dirichlet" and samples and not labelled:
+        raise FedmllmError(
+            f"partition = 'dirichlet': dataset '{cfg.dataset}' has no class labels for label skew; "
+            "use partition = 'iid' (or 'auto', which picks iid for it)"
+        )
+    return cfg.partition
 
 
 def cross_task(image_samples: list[Sample], text_samples: list[Sample], cfg: RunConfig) -> list[list[Sample]]:
